@@ -1,0 +1,177 @@
+"""Model artifacts: one directory per model version, written atomically.
+
+    models/m0001/model.json   labels, backbone id + version + preprocessing, head kind and
+                              parameters, open-set threshold, metrics, dataset revision and
+                              the frozen test-set version it was evaluated on, file digests
+    models/m0001/arrays.npz   head arrays + the reference gallery (vectors, labels, hashes)
+    models/current            the version answering predictions
+
+A version directory is built under a temporary name and renamed into place, so a reader
+sees a whole model or none. Loading checks the digests and refuses a damaged artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.errors import ModelUnavailable, NotFound
+from lookalike.fsutil import atomic_write_bytes
+from lookalike.training.heads import ClassAggregator, Head, restore_head
+
+ARTIFACT_FORMAT = 1
+
+
+@dataclass
+class ModelInfo:
+    version: str
+    created_at: str
+    backbone: str  # registry id
+    backbone_key: str  # id@version: embeddings are only comparable within one key
+    preprocessing: dict[str, Any]
+    head: str
+    head_params: dict[str, Any]
+    labels: list[str]
+    threshold: float  # open set: match score below this -> "no strong match"
+    open_set: dict[str, Any]
+    top_k: int
+    dataset_revision: int
+    test_version: int
+    counts: dict[str, dict[str, int]]  # subset -> class -> images
+    metrics: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    format: int = ARTIFACT_FORMAT
+
+
+@dataclass
+class TrainedModel:
+    info: ModelInfo
+    head: Head
+    gallery: np.ndarray  # (n, dim) reference embeddings
+    gallery_labels: np.ndarray  # (n,) class index
+    gallery_hashes: np.ndarray  # (n,) image sha256 (str)
+    gallery_exts: np.ndarray  # (n,) blob file extension (str)
+    _agg: ClassAggregator | None = None
+
+    @property
+    def aggregator(self) -> ClassAggregator:
+        if self._agg is None:
+            self._agg = ClassAggregator(self.gallery_labels, len(self.info.labels), self.info.top_k)
+        return self._agg
+
+    def classify(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Embeddings (n, dim) -> (probabilities (n, C), gallery similarities (n, gallery),
+        class match scores (n, C)); the open-set rule reads the match score of the winner."""
+        x = np.atleast_2d(np.asarray(x, np.float32))
+        sims = x @ self.gallery.T
+        return self.head.predict_proba(x), sims, self.aggregator.scores(sims)
+
+
+def models_dir(home: Path) -> Path:
+    return Path(home) / "models"
+
+
+def list_versions(home: Path) -> list[str]:
+    root = models_dir(home)
+    if not root.exists():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("m"))
+
+
+def save_model(home: Path, model: TrainedModel) -> str:
+    """Write a new version directory atomically; returns its version id."""
+    root = models_dir(home)
+    root.mkdir(parents=True, exist_ok=True)
+    arrays = {f"head_{k}": v for k, v in model.head.state().items()}
+    arrays.update(
+        gallery=model.gallery.astype(np.float32),
+        gallery_labels=model.gallery_labels.astype(np.int64),
+        gallery_hashes=model.gallery_hashes.astype(str),
+        gallery_exts=model.gallery_exts.astype(str),
+    )
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    npz = buf.getvalue()
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".building-"))
+    try:
+        (tmp / "arrays.npz").write_bytes(npz)
+        while True:  # claim the next free version name; rename fails if it exists
+            existing = list_versions(home)
+            number = int(existing[-1][1:]) + 1 if existing else 1
+            version = f"m{number:04d}"
+            model.info.version = version
+            model.info.files = {"arrays.npz": hashlib.sha256(npz).hexdigest()}
+            (tmp / "model.json").write_text(json.dumps(asdict(model.info), indent=1))
+            try:
+                os.rename(tmp, root / version)
+                return version
+            except OSError:
+                if not (root / version).exists():
+                    raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_model(home: Path, version: str | None = None) -> TrainedModel:
+    """Load and verify a model version (default: the current one)."""
+    version = version or current_version(home)
+    if version is None:
+        raise ModelUnavailable(
+            "No model has been trained yet. Import images (lookalike import DIR) and train"
+            " (lookalike train) first.",
+            code="model.none",
+        )
+    path = models_dir(home) / version
+    if not path.is_dir():
+        raise NotFound(
+            f"Model version {version!r} does not exist. Known: {', '.join(list_versions(home))}",
+            code="model.not_found",
+        )
+    try:
+        raw = json.loads((path / "model.json").read_text())
+        info = ModelInfo(**raw)
+        data = (path / "arrays.npz").read_bytes()
+        if hashlib.sha256(data).hexdigest() != info.files.get("arrays.npz"):
+            raise ValueError("arrays.npz does not match its recorded SHA-256")
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        head_state = {k[5:]: v for k, v in arrays.items() if k.startswith("head_")}
+        head = restore_head(info.head, head_state, info.head_params)
+        return TrainedModel(
+            info=info,
+            head=head,
+            gallery=arrays["gallery"],
+            gallery_labels=arrays["gallery_labels"],
+            gallery_hashes=arrays["gallery_hashes"],
+            gallery_exts=arrays["gallery_exts"],
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelUnavailable(
+            f"Model {version} is damaged and cannot be loaded ({exc}). Train a new one or"
+            " switch to another version.",
+            code="model.corrupt",
+            details={"version": version},
+        ) from exc
+
+
+def current_version(home: Path) -> str | None:
+    pointer = models_dir(home) / "current"
+    if not pointer.exists():
+        return None
+    return pointer.read_text().strip() or None
+
+
+def set_current(home: Path, version: str) -> None:
+    if not (models_dir(home) / version).is_dir():
+        raise NotFound(f"Model version {version!r} does not exist.", code="model.not_found")
+    atomic_write_bytes(models_dir(home) / "current", version.encode())

@@ -1,0 +1,294 @@
+"""``lookalike`` command line: import, check, train, evaluate, predict, demo, ...
+
+Errors from the engine are printed as one line (code + what to do) with exit status 2,
+never as a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from lookalike.config import Settings, get_settings
+from lookalike.errors import LookalikeError
+
+app = typer.Typer(
+    help="Which class (person, character, celebrity) does a face look like?",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+classes_app = typer.Typer(help="List and rename classes.", no_args_is_help=True)
+app.add_typer(classes_app, name="classes")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def settings_from(home: Path | None) -> Settings:
+    s = get_settings()
+    return s.model_copy(update={"home": home}) if home else s
+
+
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="Data directory (default: $LOOKALIKE_HOME).")
+]
+
+
+@contextlib.contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar fed by (done, total) callbacks."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@app.command("import")
+def import_cmd(
+    source: Annotated[Path, typer.Argument(help="Folder of class folders, a .zip, or a CSV.")],
+    backbone: Annotated[str | None, typer.Option(help="Backbone: face, image, test.")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Import labelled images: DIR/<class>/<image>, a .zip of that, or a path,label CSV."""
+    from lookalike.data.importers import import_images
+    from lookalike.vision.backbones import create_backbone
+
+    settings = settings_from(home)
+    bb = create_backbone(backbone or settings.backbone, settings)
+    with progress_bar(f"import {source.name}") as update:
+        report = import_images(source, settings, backbone=bb, progress=update)
+    if report.problems:
+        table = Table(title="Problems", show_lines=False)
+        for col in ("file", "severity", "code", "message"):
+            table.add_column(col, overflow="fold")
+        for p in report.problems:
+            style = "red" if p.severity == "error" else "yellow"
+            table.add_row(p.source, f"[{style}]{p.severity}[/]", p.code, p.message)
+        console.print(table)
+    console.print(
+        f"Imported [bold]{report.added}[/] new image(s) in {len(report.classes)} class(es);"
+        f" {report.already_present} already present; {report.rejected} rejected;"
+        f" {sum(p.severity == 'warning' for p in report.problems)} warning(s)."
+    )
+
+
+@app.command()
+def check(home: HomeOpt = None) -> None:
+    """Report the dataset: images per class, classes too small to train, warnings."""
+    from lookalike.data.store import DatasetStore
+
+    settings = settings_from(home)
+    catalog = DatasetStore(settings).load()
+    counts = catalog.counts()
+    if not counts:
+        console.print("The dataset is empty: run `lookalike import DIR` first.")
+        return
+    table = Table(title=f"Dataset ({len(catalog.images)} images, revision {catalog.revision})")
+    for col in ("class", "images", "warnings", "status"):
+        table.add_column(col)
+    for label, recs in catalog.by_label().items():
+        warns = sum(bool(r.warnings) for r in recs)
+        ok = len(recs) >= settings.min_images_per_class
+        status = "ok" if ok else f"[red]too few (need {settings.min_images_per_class})[/]"
+        table.add_row(label, str(len(recs)), str(warns), status)
+    console.print(table)
+
+
+@classes_app.command("list")
+def classes_list(home: HomeOpt = None) -> None:
+    """Classes and their image counts."""
+    from lookalike.data.store import DatasetStore
+
+    for label, n in sorted(DatasetStore(settings_from(home)).load().counts().items()):
+        console.print(f"{label}\t{n}")
+
+
+@classes_app.command("rename")
+def classes_rename(old: str, new: str, home: HomeOpt = None) -> None:
+    """Rename a class (its display name). Retrain for models to use the new name."""
+    from lookalike.data.store import DatasetStore
+
+    n = DatasetStore(settings_from(home)).rename_class(old, new)
+    console.print(f"Renamed {old!r} to {new!r} ({n} images). Retrain to use the new name.")
+
+
+@app.command()
+def train(
+    head: Annotated[
+        str, typer.Option(help="logistic, gallery, or auto (best on validation).")
+    ] = "auto",
+    backbone: Annotated[str | None, typer.Option(help="Backbone: face, image, test.")] = None,
+    home: HomeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Train a model on the imported dataset; it becomes the current model."""
+    from lookalike.training.train import train as run_train
+
+    settings = settings_from(home)
+    with progress_bar("embed") as update:
+        report = run_train(
+            settings, head=head, backbone_name=backbone, progress=lambda _s, d, t: update(d, t)
+        )
+    if as_json:
+        print(json.dumps(report.__dict__, indent=1, default=str))
+        return
+    m = report.metrics
+    for label, n in sorted(report.too_few.items()):
+        console.print(
+            f"[yellow]left out[/] {label!r}: {n} image(s), need {settings.min_images_per_class}"
+        )
+    for source, why in report.failures.items():
+        console.print(f"[yellow]skipped[/] {source}: {why}")
+    console.print(
+        f"Model [bold]{report.version}[/] ({report.backbone}, head {report.head}; validation"
+        f" {report.val_scores}; fit {report.fit_seconds} s; embedded {report.embedded},"
+        f" cached {report.cached})"
+    )
+    console.print(
+        f"Test set: accuracy {m.get('accuracy')}, macro-F1 {m.get('macro_f1')} on {m.get('n')}"
+        f" photos. Open-set threshold {report.threshold}."
+    )
+
+
+@app.command()
+def evaluate(
+    version: Annotated[str | None, typer.Option(help="Model version (default: current).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Evaluate a model on its frozen test set: metrics.json + confusion.png."""
+    from lookalike.training.train import evaluate as run_evaluate
+
+    metrics, paths = run_evaluate(settings_from(home), version, out)
+    console.print(
+        f"Model {metrics['model']} on test set v{metrics['test_version']}: accuracy"
+        f" {metrics['accuracy']}, macro-F1 {metrics['macro_f1']}, n={metrics['n']}"
+    )
+    for loss in metrics.get("top_losses", [])[:5]:
+        console.print(
+            f"  wrong: {loss['source']} is {loss['true']!r}, predicted {loss['predicted']!r}"
+            f" ({loss['probability']:.2f})"
+        )
+    for p in paths:
+        console.print(f"wrote {p}")
+
+
+@app.command()
+def predict(
+    photos: Annotated[list[Path], typer.Argument(help="Photo file(s).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    face_index: Annotated[int | None, typer.Option(help="Which face (0 = largest).")] = None,
+    top: Annotated[int, typer.Option(help="Classes to show.")] = 5,
+    version: Annotated[str | None, typer.Option(help="Model version (default: current).")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Who does each photo look like?"""
+    from lookalike.inference import Predictor
+    from lookalike.vision.images import read_image
+
+    predictor = Predictor(settings_from(home), version)
+    results: list[dict[str, Any]] = []
+    failed = False
+    for path in photos:
+        try:
+            image = read_image(path, predictor.settings)
+            result = predictor.predict(image, face_index=face_index).to_dict()
+        except LookalikeError as exc:
+            if exc.code.startswith("model."):
+                raise
+            failed = True
+            results.append({"photo": str(path), **exc.to_dict()})
+            if not as_json:
+                err.print(f"[red]{path}[/]: {exc.message} [{exc.code}]")
+            continue
+        results.append({"photo": str(path), **result})
+        if not as_json:
+            _print_prediction(str(path), result, top)
+    if as_json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=1))
+    if failed:
+        raise typer.Exit(2)
+
+
+def _print_prediction(name: str, r: dict[str, Any], top: int) -> None:
+    if r["no_strong_match"]:
+        head = (
+            f"no strong match (closest: {r['best_label']},"
+            f" score {r['match_score']:.2f} < {r['threshold']:.2f})"
+        )
+    else:
+        head = f"[bold]{r['label']}[/] ({r['probability']:.0%})"
+    console.print(f"{name}: {head}; {r['faces_found']} face(s) found")
+    for p in r["probabilities"][:top]:
+        console.print(f"   {p['probability']:6.1%}  {p['label']}")
+    near = ", ".join(f"{n['label']} {n['similarity']:.2f}" for n in r["nearest"][:3])
+    console.print(f"   nearest: {near}")
+
+
+@app.command()
+def backbones() -> None:
+    """List the embedding backbones."""
+    from lookalike.vision.backbones import list_backbones
+
+    for name, desc in list_backbones().items():
+        console.print(f"{name}\t{desc}")
+
+
+@app.command("settings")
+def settings_cmd() -> None:
+    """Every setting, its value and what it does (env LOOKALIKE_<NAME>)."""
+    s = get_settings()
+    table = Table()
+    for col in ("env", "value", "description"):
+        table.add_column(col, overflow="fold")
+    for name, field in Settings.model_fields.items():
+        table.add_row(f"LOOKALIKE_{name.upper()}", str(getattr(s, name)), field.description or "")
+    console.print(table)
+
+
+@app.command()
+def demo(
+    dest: Annotated[Path, typer.Option(help="Where to build the demo photos.")] = Path(
+        "lookalike-data/demo-source"
+    ),
+    home: HomeOpt = None,
+) -> None:
+    """Build the ORL demo (40 people), import, train, and answer for the held-out visitors."""
+    from lookalike.demo import run_demo
+
+    run_demo(settings_from(home), dest, console)
+
+
+def main() -> None:
+    try:
+        app()
+    except LookalikeError as exc:
+        err.print(f"[red]error[/] [{exc.code}] {exc.message}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

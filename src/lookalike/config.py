@@ -1,0 +1,100 @@
+"""The one settings object. Every field is read from ``LOOKALIKE_<NAME>`` (or a ``.env`` file).
+
+Every field has a description; a test fails when one is missing, so ``lookalike settings``
+always documents the whole surface.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LOOKALIKE_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    home: Path = Field(
+        Path("lookalike-data"),
+        description="Data directory: imported images, embedding cache, model versions.",
+    )
+    backbone: str = Field(
+        "face",
+        description="Backbone used by `train` when none is given: face, image or test.",
+    )
+    seed: int = Field(0, description="Seed for splits and training, so runs are reproducible.")
+
+    # --- image decoding limits -----------------------------------------------------------
+    max_image_bytes: int = Field(
+        15 * 1024 * 1024, gt=0, description="Largest accepted image file, in bytes."
+    )
+    max_image_pixels: int = Field(
+        40_000_000,
+        gt=0,
+        description="Largest accepted width x height, checked from the header before decoding.",
+    )
+    min_image_side: int = Field(
+        8, gt=0, description="Smallest accepted width or height, in pixels."
+    )
+
+    # --- face detection ----------------------------------------------------------------------
+    detect_side: int = Field(
+        320,
+        ge=64,
+        description="Images are resized so their longer side is this many pixels for detection;"
+        " boxes are mapped back and the crop is taken from the full image.",
+    )
+    detect_retry_side: int = Field(
+        800,
+        ge=0,
+        description="When nothing is found at detect_side, retry at this size (0 disables);"
+        " finds small faces in large photos.",
+    )
+    face_score_threshold: float = Field(
+        0.6, gt=0, lt=1, description="Minimum detector score for a face."
+    )
+    min_face_size: int = Field(
+        20,
+        ge=1,
+        description="Faces smaller than this (pixels, in the original image) are 'too small'.",
+    )
+
+    blur_threshold: float = Field(
+        15.0,
+        ge=0,
+        description="Import warns when the aligned face's Laplacian variance is below this"
+        " (0 disables the check).",
+    )
+
+    # --- dataset and training ---------------------------------------------------------------
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of each class's images frozen into the test set."
+    )
+    val_fraction: float = Field(
+        0.15, ge=0, lt=1, description="Share of each class's images used for validation."
+    )
+    min_images_per_class: int = Field(
+        3,
+        ge=1,
+        description="Classes with fewer imported images are reported and left out of training.",
+    )
+    max_import_files: int = Field(
+        100_000, gt=0, description="Largest number of files one import may read."
+    )
+    top_k_per_class: int = Field(
+        3, ge=1, description="Gallery head: a class scores the mean of its top-k similarities."
+    )
+    nearest_k: int = Field(5, ge=1, description="Nearest reference images returned per prediction.")
+    flip_tta: bool = Field(
+        True, description="Embed each face and its mirror image and average them (more robust)."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once). Tests build their own ``Settings(...)``."""
+    return Settings()

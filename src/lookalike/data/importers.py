@@ -1,0 +1,363 @@
+"""Import labelled images: a folder per class, a .zip of the same, or a CSV manifest.
+
+Every file is decoded, hashed, deduplicated, checked (``checks.py``) and embedded (so the
+first training run finds its embeddings cached). The catalog is written once, at the end,
+under the dataset lock: an import that fails midway leaves the dataset as it was and removes
+the image files it had already stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from lookalike.config import Settings
+from lookalike.data.cache import EmbeddingCache
+from lookalike.data.checks import ImageFacts, Problem, run_checks
+from lookalike.data.store import DatasetStore, ImageRecord
+from lookalike.errors import InvalidImage, InvalidInput, LookalikeError
+from lookalike.fsutil import file_lock
+from lookalike.vision.backbones import Analysis, Backbone, create_backbone
+from lookalike.vision.embed import analysis_meta
+from lookalike.vision.images import decode_image
+
+IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
+MAX_LABEL_LENGTH = 100
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SourceItem:
+    """One file to import, wherever it lives (folder, zip member, manifest row)."""
+
+    source: str
+    label: str
+    read: Callable[[], bytes]
+
+
+@dataclass
+class FileProblem:
+    source: str
+    code: str
+    severity: str
+    message: str
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    already_present: int = 0
+    problems: list[FileProblem] = field(default_factory=list)
+    classes: Counter[str] = field(default_factory=Counter)  # images added per class
+    seen: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return len({p.source for p in self.problems if p.severity == "error"})
+
+
+def clean_label(raw: str) -> str:
+    """A display name from a folder name or CSV cell; refuses empty or absurd ones."""
+    label = " ".join(unicodedata.normalize("NFC", raw).split())
+    if not label or label.startswith("."):
+        raise InvalidInput(
+            f"Class name {raw!r} is empty or hidden. Expected a folder or label such as"
+            " 'Marge Simpson'.",
+            code="import.bad_label",
+        )
+    if len(label) > MAX_LABEL_LENGTH:
+        raise InvalidInput(
+            f"Class name is {len(label)} characters long; at most {MAX_LABEL_LENGTH} allowed.",
+            code="import.bad_label",
+        )
+    return label
+
+
+def _bounded_read(path: Path, limit: int) -> bytes:
+    size = path.stat().st_size
+    if size > limit:
+        raise InvalidImage(
+            f"{path.name} is {size / 1e6:.1f} MB; at most {limit / 1e6:.1f} MB is accepted"
+            " (setting max_image_bytes).",
+            code="image.too_many_bytes",
+            details={"bytes": size, "limit": limit},
+        )
+    with open(path, "rb") as f:
+        return f.read(limit + 1)
+
+
+def _is_ignored(name: str) -> bool:
+    return name.lower() in IGNORED_NAMES or name.startswith(".")
+
+
+def iter_folder(root: Path, settings: Settings) -> Iterator[SourceItem | FileProblem]:
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not _is_ignored(p.name))
+    for stray in sorted(p for p in root.iterdir() if p.is_file() and not _is_ignored(p.name)):
+        yield FileProblem(
+            stray.name,
+            "import.not_in_class_folder",
+            "error",
+            "file is not inside a class folder; expected DIR/<class name>/<image>",
+        )
+    for class_dir in class_dirs:
+        try:
+            label = clean_label(class_dir.name)
+        except InvalidInput as exc:
+            yield FileProblem(class_dir.name + "/", exc.code, "error", exc.message)
+            continue
+        for path in sorted(class_dir.rglob("*")):
+            if path.is_file() and not any(_is_ignored(p) for p in path.relative_to(root).parts):
+                yield SourceItem(
+                    str(path.relative_to(root)),
+                    label,
+                    lambda p=path: _bounded_read(p, settings.max_image_bytes),  # type: ignore[misc]
+                )
+
+
+def iter_zip(path: Path, settings: Settings) -> Iterator[SourceItem | FileProblem]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidInput(
+            f"{path.name} is not a readable .zip file ({exc}). Expected a zip of class folders.",
+            code="import.bad_zip",
+        ) from exc
+    members = [
+        m
+        for m in archive.infolist()
+        if not m.is_dir()
+        and "__MACOSX" not in m.filename
+        and not any(_is_ignored(p) for p in PurePosixPath(m.filename).parts)
+    ]
+    # A zip of a folder usually wraps everything in that folder: look one level down.
+    tops = {PurePosixPath(m.filename).parts[0] for m in members}
+    strip = (
+        1
+        if len(tops) == 1 and all(len(PurePosixPath(m.filename).parts) >= 3 for m in members)
+        else 0
+    )
+    for member in members:
+        parts = PurePosixPath(member.filename).parts[strip:]
+        if len(parts) < 2:
+            yield FileProblem(
+                member.filename,
+                "import.not_in_class_folder",
+                "error",
+                "file is not inside a class folder; expected <class name>/<image> in the zip",
+            )
+            continue
+        try:
+            label = clean_label(parts[0])
+        except InvalidInput as exc:
+            yield FileProblem(member.filename, exc.code, "error", exc.message)
+            continue
+        if member.file_size > settings.max_image_bytes:  # never inflate a zip bomb
+            yield FileProblem(
+                member.filename,
+                "image.too_many_bytes",
+                "error",
+                f"{member.file_size / 1e6:.1f} MB uncompressed; at most"
+                f" {settings.max_image_bytes / 1e6:.1f} MB is accepted (setting max_image_bytes)",
+            )
+            continue
+        yield SourceItem(
+            member.filename,
+            label,
+            lambda m=member: archive.read(m),  # type: ignore[misc]
+        )
+
+
+def iter_manifest(path: Path, settings: Settings) -> Iterator[SourceItem | FileProblem]:
+    try:
+        text = path.read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            f"Cannot read manifest {path.name} as UTF-8 text ({exc}).", code="import.bad_manifest"
+        ) from exc
+    reader = csv.DictReader(io.StringIO(text))
+    fields = [f.strip().lower() for f in reader.fieldnames or []]
+    if "path" not in fields or "label" not in fields:
+        raise InvalidInput(
+            f"Manifest {path.name} must have a header row with columns 'path,label';"
+            f" found {reader.fieldnames or 'no header'}.",
+            code="import.bad_manifest",
+            details={"columns": reader.fieldnames},
+        )
+    reader.fieldnames = fields
+    for line, row in enumerate(reader, start=2):
+        rel, raw_label = (row.get("path") or "").strip(), row.get("label") or ""
+        where = f"{path.name}:{line}"
+        if not rel:
+            yield FileProblem(where, "import.bad_manifest", "error", "empty path")
+            continue
+        file = (path.parent / rel).resolve()
+        try:
+            label = clean_label(raw_label)
+        except InvalidInput as exc:
+            yield FileProblem(where, exc.code, "error", exc.message)
+            continue
+        if not file.is_file():
+            yield FileProblem(
+                where,
+                "import.missing_file",
+                "error",
+                f"{rel} does not exist (paths are relative to the manifest)",
+            )
+            continue
+        yield SourceItem(
+            rel,
+            label,
+            lambda f=file: _bounded_read(f, settings.max_image_bytes),  # type: ignore[misc]
+        )
+
+
+def iter_sources(source: Path, settings: Settings) -> Iterator[SourceItem | FileProblem]:
+    if not source.exists():
+        raise InvalidInput(
+            f"{source} does not exist. Expected a folder with one sub-folder per class, a .zip"
+            " of such folders, or a CSV manifest with columns path,label.",
+            code="import.not_found",
+        )
+    if source.is_dir():
+        return iter_folder(source, settings)
+    suffix = source.suffix.lower()
+    if suffix == ".zip":
+        return iter_zip(source, settings)
+    if suffix in (".csv", ".tsv", ".txt"):
+        return iter_manifest(source, settings)
+    raise InvalidInput(
+        f"Cannot import {source.name}: expected a folder, a .zip or a .csv manifest.",
+        code="import.unsupported_source",
+    )
+
+
+def import_images(
+    source: Path,
+    settings: Settings,
+    *,
+    backbone: Backbone | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import ``source`` into the dataset under ``settings.home``. Idempotent."""
+    source = Path(source)
+    backbone = backbone or create_backbone(settings.backbone, settings)
+    store = DatasetStore(settings)
+    cache = EmbeddingCache(Path(settings.home) / "cache" / "embeddings.sqlite")
+    items = list(iter_sources(source, settings))
+    if len(items) > settings.max_import_files:
+        raise InvalidInput(
+            f"{source} holds {len(items)} files; one import reads at most"
+            f" {settings.max_import_files} (setting max_import_files). Split it into parts.",
+            code="import.too_many_files",
+        )
+    report = ImportReport()
+    existing = store.load().images
+    new_records: dict[str, ImageRecord] = {}
+    written: list[Path] = []
+    try:
+        for done, item in enumerate(items, 1):
+            if isinstance(item, FileProblem):
+                report.problems.append(item)
+            else:
+                report.seen += 1
+                _import_one(
+                    item, backbone, settings, store, cache, existing, new_records, written, report
+                )
+            if progress:
+                progress(done, len(items))
+        with file_lock(store.lock_path):
+            catalog = store.load()  # re-read: another import may have landed meanwhile
+            for sha, rec in new_records.items():
+                catalog.images.setdefault(sha, rec)
+            if new_records:
+                store.save(catalog)
+    except BaseException:
+        referenced = store.load().images
+        for path in written:
+            if path.stem not in referenced:
+                path.unlink(missing_ok=True)
+        raise
+    return report
+
+
+def _import_one(
+    item: SourceItem,
+    backbone: Backbone,
+    settings: Settings,
+    store: DatasetStore,
+    cache: EmbeddingCache,
+    existing: dict[str, ImageRecord],
+    new_records: dict[str, ImageRecord],
+    written: list[Path],
+    report: ImportReport,
+) -> None:
+    def problem(p: Problem | LookalikeError) -> None:
+        if isinstance(p, LookalikeError):
+            report.problems.append(FileProblem(item.source, p.code, "error", p.message))
+        else:
+            report.problems.append(FileProblem(item.source, p.code, p.severity, p.message))
+
+    try:
+        data = item.read()
+        image = decode_image(data, settings, name=item.source)
+    except LookalikeError as exc:
+        problem(exc)
+        return
+    except OSError as exc:
+        problem(
+            InvalidInput(f"cannot read the file ({exc.strerror or exc})", code="import.unreadable")
+        )
+        return
+    sha = image.sha256
+    known = existing.get(sha) or new_records.get(sha)
+    if known is not None:
+        if known.label == item.label:
+            report.already_present += 1
+        else:
+            problem(
+                Problem(
+                    "conflicting_label",
+                    "error",
+                    f"the same image is already in class {known.label!r} (from {known.source});"
+                    " one image can only belong to one class",
+                )
+            )
+        return
+
+    analysis: Analysis | None = None
+    error: LookalikeError | None = None
+    try:
+        analysis = backbone.analyze(image.rgb)
+    except LookalikeError as exc:
+        error = exc
+    problems = run_checks(ImageFacts(image, backbone, analysis, error), settings)
+    for p in problems:
+        problem(p)
+    if analysis is None or any(p.severity == "error" for p in problems):
+        return
+    cache.put(backbone.key, sha, analysis.vector, analysis_meta(analysis))
+    ext = image.format.lower().replace("jpeg", "jpg")
+    if store.write_blob(sha, ext, data):
+        written.append(store.blob_path(sha, ext))
+    face = analysis.face
+    new_records[sha] = ImageRecord(
+        sha256=sha,
+        label=item.label,
+        ext=ext,
+        source=item.source,
+        width=image.width,
+        height=image.height,
+        faces_found=len(analysis.faces) if backbone.uses_faces else None,
+        face_index=analysis.face_index,
+        face_box=[round(v, 1) for v in face.box] if face else None,
+        warnings=[p.code for p in problems if p.severity == "warning"],
+    )
+    report.added += 1
+    report.classes[item.label] += 1

@@ -1,0 +1,141 @@
+"""The dataset on disk: content-addressed image blobs plus one JSON catalog.
+
+Layout under ``settings.home``::
+
+    images/ab/abcdef....jpg   original bytes, named by their SHA-256
+    dataset.json              catalog: classes and one record per image
+    dataset.lock              held while the catalog is rewritten
+
+The catalog is rewritten atomically under the lock, so a crashed import leaves the previous
+catalog intact; blobs not referenced by it are removed by the importer that wrote them.
+A JSON file (not the database) because the engine must work from the command line alone;
+the web service's database keeps the prediction log, not the training set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lookalike.config import Settings
+from lookalike.errors import DatasetError, NotFound
+from lookalike.fsutil import atomic_write_bytes, atomic_write_json, file_lock
+
+CATALOG_FORMAT = 1
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class ImageRecord:
+    sha256: str
+    label: str
+    ext: str
+    source: str
+    width: int
+    height: int
+    faces_found: int | None = None  # None: imported with a backbone that does not use faces
+    face_index: int | None = None
+    face_box: list[float] | None = None
+    warnings: list[str] = field(default_factory=list)
+    added_at: str = field(default_factory=now_iso)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImageRecord:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class Catalog:
+    revision: int = 0
+    images: dict[str, ImageRecord] = field(default_factory=dict)
+
+    def by_label(self) -> dict[str, list[ImageRecord]]:
+        out: dict[str, list[ImageRecord]] = {}
+        for rec in sorted(self.images.values(), key=lambda r: (r.label, r.sha256)):
+            out.setdefault(rec.label, []).append(rec)
+        return out
+
+    def counts(self) -> Counter[str]:
+        return Counter(r.label for r in self.images.values())
+
+
+class DatasetStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = Path(settings.home)
+        self.catalog_path = self.root / "dataset.json"
+        self.lock_path = self.root / "dataset.lock"
+        self.images_dir = self.root / "images"
+
+    def blob_path(self, sha256: str, ext: str) -> Path:
+        return self.images_dir / sha256[:2] / f"{sha256}.{ext}"
+
+    def path_of(self, rec: ImageRecord) -> Path:
+        return self.blob_path(rec.sha256, rec.ext)
+
+    def write_blob(self, sha256: str, ext: str, data: bytes) -> bool:
+        """Store bytes under their hash; returns True when the file is new."""
+        path = self.blob_path(sha256, ext)
+        if path.exists():
+            return False
+        atomic_write_bytes(path, data)
+        return True
+
+    def load(self) -> Catalog:
+        if not self.catalog_path.exists():
+            return Catalog()
+        try:
+            raw = json.loads(self.catalog_path.read_text("utf-8"))
+            images = {k: ImageRecord.from_dict(v) for k, v in raw["images"].items()}
+            return Catalog(revision=int(raw["revision"]), images=images)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(
+                f"The dataset catalog {self.catalog_path} is unreadable ({exc}). Restore it from"
+                " a backup or delete it and import the images again.",
+                code="dataset.corrupt",
+            ) from exc
+
+    def save(self, catalog: Catalog) -> None:
+        catalog.revision += 1
+        atomic_write_json(
+            self.catalog_path,
+            {
+                "format": CATALOG_FORMAT,
+                "revision": catalog.revision,
+                "images": {k: asdict(v) for k, v in sorted(catalog.images.items())},
+            },
+        )
+
+    def rename_class(self, old: str, new: str) -> int:
+        """Rename a class (display names only; files are named by hash). Returns images moved."""
+        new = new.strip()
+        if not new:
+            raise DatasetError("A class name cannot be empty.", code="dataset.bad_class_name")
+        with file_lock(self.lock_path):
+            catalog = self.load()
+            labels = catalog.counts()
+            if old not in labels:
+                raise NotFound(
+                    f"No class named {old!r}. Existing classes: {', '.join(sorted(labels)[:10])}"
+                    + (" ..." if len(labels) > 10 else ""),
+                    code="dataset.class_not_found",
+                )
+            if new in labels and new != old:
+                raise DatasetError(
+                    f"A class named {new!r} already exists; pick another name.",
+                    code="dataset.class_exists",
+                )
+            moved = 0
+            for rec in catalog.images.values():
+                if rec.label == old:
+                    rec.label = new
+                    moved += 1
+            self.save(catalog)
+            return moved

