@@ -186,6 +186,17 @@ def test_animated_gif_gives_first_frame(cfg: Settings) -> None:
     assert (d.rgb == (255, 0, 0)).all()
 
 
+def test_multi_picture_jpeg_reads_as_jpeg(cfg: Settings) -> None:
+    # Many cameras write MPO (several JPEGs in one file); Pillow calls it "MPO".
+    left, right = Image.new("RGB", (16, 16), RED), Image.new("RGB", (16, 16), (0, 0, 255))
+    data = encode(left, "MPO", save_all=True, append_images=[right])
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "MPO"
+    d = decode_image(data, cfg)
+    assert d.format == "JPEG"
+    assert close(d.rgb[8, 8], RED, 12)
+
+
 def test_read_image_reads_a_file(cfg: Settings, tmp_path: Path) -> None:
     path = tmp_path / "photo.png"
     data = encode(Image.new("RGB", (9, 9), RED), "PNG")

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ from lookalike.fsutil import atomic_write_bytes
 from lookalike.training.heads import ClassAggregator, Head, restore_head
 
 ARTIFACT_FORMAT = 1
+VERSION_PATTERN = re.compile(r"m\d{4,}")
 
 
 @dataclass
@@ -84,7 +86,8 @@ def list_versions(home: Path) -> list[str]:
     root = models_dir(home)
     if not root.exists():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("m"))
+    names = [p.name for p in root.iterdir() if p.is_dir() and VERSION_PATTERN.fullmatch(p.name)]
+    return sorted(names, key=lambda n: int(n[1:]))  # numeric: m10000 comes after m9999
 
 
 def save_model(home: Path, model: TrainedModel) -> str:
@@ -132,7 +135,8 @@ def load_model(home: Path, version: str | None = None) -> TrainedModel:
             code="model.none",
         )
     path = models_dir(home) / version
-    if not path.is_dir():
+    # A version names a directory under models/: refuse "../x", ".building-*", "current".
+    if not VERSION_PATTERN.fullmatch(version) or not path.is_dir():
         raise NotFound(
             f"Model version {version!r} does not exist. Known: {', '.join(list_versions(home))}",
             code="model.not_found",
@@ -172,6 +176,6 @@ def current_version(home: Path) -> str | None:
 
 
 def set_current(home: Path, version: str) -> None:
-    if not (models_dir(home) / version).is_dir():
+    if not VERSION_PATTERN.fullmatch(version) or not (models_dir(home) / version).is_dir():
         raise NotFound(f"Model version {version!r} does not exist.", code="model.not_found")
     atomic_write_bytes(models_dir(home) / "current", version.encode())

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -83,7 +84,7 @@ def import_cmd(
             table.add_column(col, overflow="fold")
         for p in report.problems:
             style = "red" if p.severity == "error" else "yellow"
-            table.add_row(p.source, f"[{style}]{p.severity}[/]", p.code, p.message)
+            table.add_row(escape(p.source), f"[{style}]{p.severity}[/]", p.code, escape(p.message))
         console.print(table)
     console.print(
         f"Imported [bold]{report.added}[/] new image(s) in {len(report.classes)} class(es);"
@@ -110,17 +111,17 @@ def check(home: HomeOpt = None) -> None:
         warns = sum(bool(r.warnings) for r in recs)
         ok = len(recs) >= settings.min_images_per_class
         status = "ok" if ok else f"[red]too few (need {settings.min_images_per_class})[/]"
-        table.add_row(label, str(len(recs)), str(warns), status)
+        table.add_row(escape(label), str(len(recs)), str(warns), status)
     console.print(table)
 
 
 @classes_app.command("list")
 def classes_list(home: HomeOpt = None) -> None:
-    """Classes and their image counts."""
+    """Classes and their image counts, one ``name<TAB>count`` line each."""
     from lookalike.data.store import DatasetStore
 
     for label, n in sorted(DatasetStore(settings_from(home)).load().counts().items()):
-        console.print(f"{label}\t{n}")
+        print(f"{label}\t{n}")  # plain: rich would expand the tab and wrap long names
 
 
 @classes_app.command("rename")
@@ -129,7 +130,7 @@ def classes_rename(old: str, new: str, home: HomeOpt = None) -> None:
     from lookalike.data.store import DatasetStore
 
     n = DatasetStore(settings_from(home)).rename_class(old, new)
-    console.print(f"Renamed {old!r} to {new!r} ({n} images). Retrain to use the new name.")
+    console.print(escape(f"Renamed {old!r} to {new!r} ({n} images). Retrain to use the new name."))
 
 
 @app.command()
@@ -155,10 +156,11 @@ def train(
     m = report.metrics
     for label, n in sorted(report.too_few.items()):
         console.print(
-            f"[yellow]left out[/] {label!r}: {n} image(s), need {settings.min_images_per_class}"
+            f"[yellow]left out[/] {escape(repr(label))}: {n} image(s),"
+            f" need {settings.min_images_per_class}"
         )
     for source, why in report.failures.items():
-        console.print(f"[yellow]skipped[/] {source}: {why}")
+        console.print(f"[yellow]skipped[/] {escape(source)}: {escape(why)}")
     console.print(
         f"Model [bold]{report.version}[/] ({report.backbone}, head {report.head}; validation"
         f" {report.val_scores}; fit {report.fit_seconds} s; embedded {report.embedded},"
@@ -186,11 +188,13 @@ def evaluate(
     )
     for loss in metrics.get("top_losses", [])[:5]:
         console.print(
-            f"  wrong: {loss['source']} is {loss['true']!r}, predicted {loss['predicted']!r}"
-            f" ({loss['probability']:.2f})"
+            escape(
+                f"  wrong: {loss['source']} is {loss['true']!r}, predicted {loss['predicted']!r}"
+                f" ({loss['probability']:.2f})"
+            )
         )
     for p in paths:
-        console.print(f"wrote {p}")
+        console.print(escape(f"wrote {p}"))
 
 
 @app.command()
@@ -219,7 +223,7 @@ def predict(
             failed = True
             results.append({"photo": str(path), **exc.to_dict()})
             if not as_json:
-                err.print(f"[red]{path}[/]: {exc.message} [{exc.code}]")
+                err.print(f"[red]{escape(str(path))}[/]: {escape(f'{exc.message} [{exc.code}]')}")
             continue
         results.append({"photo": str(path), **result})
         if not as_json:
@@ -233,15 +237,15 @@ def predict(
 def _print_prediction(name: str, r: dict[str, Any], top: int) -> None:
     if r["no_strong_match"]:
         head = (
-            f"no strong match (closest: {r['best_label']},"
+            f"no strong match (closest: {escape(r['best_label'])},"
             f" score {r['match_score']:.2f} < {r['threshold']:.2f})"
         )
     else:
-        head = f"[bold]{r['label']}[/] ({r['probability']:.0%})"
-    console.print(f"{name}: {head}; {r['faces_found']} face(s) found")
+        head = f"[bold]{escape(r['label'])}[/] ({r['probability']:.0%})"
+    console.print(f"{escape(name)}: {head}; {r['faces_found']} face(s) found")
     for p in r["probabilities"][:top]:
-        console.print(f"   {p['probability']:6.1%}  {p['label']}")
-    near = ", ".join(f"{n['label']} {n['similarity']:.2f}" for n in r["nearest"][:3])
+        console.print(f"   {p['probability']:6.1%}  {escape(p['label'])}")
+    near = ", ".join(f"{escape(n['label'])} {n['similarity']:.2f}" for n in r["nearest"][:3])
     console.print(f"   nearest: {near}")
 
 
@@ -280,10 +284,18 @@ def demo(
 
 
 def main() -> None:
+    from pydantic import ValidationError
+
     try:
         app()
+    except ValidationError as exc:  # a bad LOOKALIKE_* variable or .env entry
+        problems = "; ".join(
+            f"LOOKALIKE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        err.print(f"[red]error[/] {escape(f'[settings.invalid] {problems}')}")
+        sys.exit(2)
     except LookalikeError as exc:
-        err.print(f"[red]error[/] [{exc.code}] {exc.message}")
+        err.print(f"[red]error[/] {escape(f'[{exc.code}] {exc.message}')}")
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         description="When nothing is found at detect_side, retry at this size (0 disables);"
         " finds small faces in large photos.",
     )
+    detect_denoise_retry: bool = Field(
+        True,
+        description="When still nothing is found, retry on a lightly blurred copy"
+        " (finds faces in noisy, dark webcam frames).",
+    )
     face_score_threshold: float = Field(
         0.6, gt=0, lt=1, description="Minimum detector score for a face."
     )

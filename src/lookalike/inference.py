@@ -90,8 +90,9 @@ class Predictor:
         self.settings = settings or get_settings()
         self.pinned_version = version
         self._lock = threading.Lock()
-        self._model: TrainedModel | None = None
-        self._backbone: Backbone | None = None
+        # One tuple, swapped in one assignment: a concurrent reload never pairs one version's
+        # model with another version's backbone.
+        self._loaded: tuple[TrainedModel, Backbone] | None = None
 
     @property
     def home(self) -> Path:
@@ -99,17 +100,21 @@ class Predictor:
 
     def load(self) -> TrainedModel:
         """Load the model (and warm its backbone). Reloads when ``current`` moved."""
+        return self._load()[0]
+
+    def _load(self) -> tuple[TrainedModel, Backbone]:
         wanted = self.pinned_version or current_version(self.home)
-        model = self._model
-        if model is not None and model.info.version == wanted:
-            return model
+        loaded = self._loaded
+        if loaded is not None and loaded[0].info.version == wanted:
+            return loaded
         with self._lock:
-            if self._model is None or self._model.info.version != wanted:
+            loaded = self._loaded
+            if loaded is None or loaded[0].info.version != wanted:
                 model = load_model(self.home, wanted)
                 backbone = backbone_for(model.info, self.settings)
                 backbone.load()
-                self._model, self._backbone = model, backbone
-            return self._model
+                loaded = self._loaded = (model, backbone)
+            return loaded
 
     def predict(
         self,
@@ -117,9 +122,7 @@ class Predictor:
         face_index: int | None = None,
     ) -> Prediction:
         start = time.perf_counter()
-        model = self.load()
-        backbone = self._backbone
-        assert backbone is not None
+        model, backbone = self._load()
         frames = photos if isinstance(photos, list) else [photos]
         if not frames:
             raise InvalidInput("Expected at least one photo; got none.", code="input.no_photo")

@@ -12,6 +12,7 @@ import csv
 import io
 import unicodedata
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -170,8 +171,19 @@ def iter_zip(path: Path, settings: Settings) -> Iterator[SourceItem | FileProble
         yield SourceItem(
             member.filename,
             label,
-            lambda m=member: archive.read(m),  # type: ignore[misc]
+            lambda m=member: _read_member(archive, m),  # type: ignore[misc]
         )
+
+
+def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:
+    """One member's bytes; a damaged, encrypted or exotic member is that file's problem only."""
+    try:
+        return archive.read(member)
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
+        raise InvalidInput(
+            f"cannot read this member of the zip ({exc}); re-create the archive",
+            code="import.unreadable",
+        ) from exc
 
 
 def iter_manifest(path: Path, settings: Settings) -> Iterator[SourceItem | FileProblem]:
@@ -181,23 +193,33 @@ def iter_manifest(path: Path, settings: Settings) -> Iterator[SourceItem | FileP
         raise InvalidInput(
             f"Cannot read manifest {path.name} as UTF-8 text ({exc}).", code="import.bad_manifest"
         ) from exc
-    reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip().lower() for f in reader.fieldnames or []]
+    tsv = path.suffix.lower() == ".tsv"
+    reader = csv.DictReader(io.StringIO(text), delimiter="\t" if tsv else ",")
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        raise _bad_csv(path, reader, exc) from exc
+    fields = [f.strip().lower() for f in header or []]
     if "path" not in fields or "label" not in fields:
         raise InvalidInput(
-            f"Manifest {path.name} must have a header row with columns 'path,label';"
+            f"Manifest {path.name} must have a header row with columns path and label"
+            f" ({'tab' if tsv else 'comma'}-separated);"
             f" found {reader.fieldnames or 'no header'}.",
             code="import.bad_manifest",
             details={"columns": reader.fieldnames},
         )
     reader.fieldnames = fields
-    for line, row in enumerate(reader, start=2):
+    for row in _manifest_rows(path, reader):
         rel, raw_label = (row.get("path") or "").strip(), row.get("label") or ""
-        where = f"{path.name}:{line}"
+        where = f"{path.name}:{reader.line_num}"  # physical line: blank lines are skipped
         if not rel:
             yield FileProblem(where, "import.bad_manifest", "error", "empty path")
             continue
-        file = (path.parent / rel).resolve()
+        try:
+            file = (path.parent / rel).resolve()
+        except (ValueError, OSError, RuntimeError) as exc:  # a NUL byte, a symlink loop
+            yield FileProblem(where, "import.bad_manifest", "error", f"invalid path ({exc})")
+            continue
         try:
             label = clean_label(raw_label)
         except InvalidInput as exc:
@@ -216,6 +238,21 @@ def iter_manifest(path: Path, settings: Settings) -> Iterator[SourceItem | FileP
             label,
             lambda f=file: _bounded_read(f, settings.max_image_bytes),  # type: ignore[misc]
         )
+
+
+def _manifest_rows(path: Path, reader: csv.DictReader[str]) -> Iterator[dict[str, str]]:
+    try:
+        yield from reader
+    except csv.Error as exc:  # e.g. a cell over csv.field_size_limit()
+        raise _bad_csv(path, reader, exc) from exc
+
+
+def _bad_csv(path: Path, reader: csv.DictReader[str], exc: csv.Error) -> InvalidInput:
+    return InvalidInput(
+        f"Manifest {path.name} is not valid CSV near line {reader.line_num + 1} ({exc}).",
+        code="import.bad_manifest",
+        details={"line": reader.line_num + 1},
+    )
 
 
 def iter_sources(source: Path, settings: Settings) -> Iterator[SourceItem | FileProblem]:

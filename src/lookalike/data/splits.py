@@ -74,12 +74,19 @@ class SplitStore:
     def load(self) -> Splits:
         if not self.path.exists():
             return Splits(seed=self.settings.seed)
-        raw = json.loads(self.path.read_text("utf-8"))
-        return Splits(
-            seed=raw["seed"],
-            assignments=raw["assignments"],
-            test_versions=[TestVersion(**v) for v in raw["test_versions"]],
-        )
+        try:
+            raw = json.loads(self.path.read_text("utf-8"))
+            return Splits(
+                seed=int(raw["seed"]),
+                assignments=dict(raw["assignments"]),
+                test_versions=[TestVersion(**v) for v in raw["test_versions"]],
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DatasetError(
+                f"The split file {self.path} is unreadable ({exc}). Restore it from a backup;"
+                " deleting it re-draws every split and starts a new test set.",
+                code="dataset.corrupt",
+            ) from exc
 
     def update(self, catalog: Catalog) -> tuple[Splits, dict[str, int]]:
         """Assign every unassigned image of every large-enough class; freeze test additions.

@@ -95,7 +95,7 @@ class DatasetStore:
             raw = json.loads(self.catalog_path.read_text("utf-8"))
             images = {k: ImageRecord.from_dict(v) for k, v in raw["images"].items()}
             return Catalog(revision=int(raw["revision"]), images=images)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DatasetError(
                 f"The dataset catalog {self.catalog_path} is unreadable ({exc}). Restore it from"
                 " a backup or delete it and import the images again.",

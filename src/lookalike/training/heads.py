@@ -7,6 +7,7 @@ style as the backbones.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -54,6 +55,12 @@ class ClassAggregator:
         if exclude_self:
             sims = sims.copy()
             np.fill_diagonal(sims, -np.inf)
+        # Bounded memory: the padded block is rows x classes x largest class.
+        rows = max(1, 4_000_000 // max(1, self.index.size))
+        if len(sims) > rows:
+            return np.concatenate(
+                [self.scores(sims[i : i + rows]) for i in range(0, len(sims), rows)]
+            )
         padded = np.where(self.index >= 0, sims[:, np.clip(self.index, 0, None)], -np.inf)
         width = padded.shape[-1]
         kk = min(self.k, width)
@@ -126,12 +133,19 @@ class LogisticHead(Head):
                 code="train.too_few_classes",
             )
         model = LogisticRegression(C=self.c, class_weight="balanced", max_iter=3000)
-        model.fit(x, y)
+        with warnings.catch_warnings():
+            # One photo per class is a legitimate few-shot setup, not "a regression problem".
+            warnings.filterwarnings("ignore", message="The number of unique classes")
+            model.fit(x, y)
         # Scatter into the full class range (classes absent from training never win).
         self.coef = np.zeros((n_classes, x.shape[1]), np.float32)
         self.intercept = np.full(n_classes, -1e4, np.float32)
-        self.coef[model.classes_] = model.coef_
-        self.intercept[model.classes_] = model.intercept_
+        coef, intercept = model.coef_, model.intercept_
+        if coef.shape[0] == 1:  # two classes: sklearn keeps one row, the logit of classes_[1]
+            coef = np.vstack([-coef / 2, coef / 2])
+            intercept = np.concatenate([-intercept / 2, intercept / 2])
+        self.coef[model.classes_] = coef
+        self.intercept[model.classes_] = intercept
         if x_val is not None and y_val is not None and len(y_val):
             self.temperature = fit_temperature(self._logits(x_val), y_val)
 

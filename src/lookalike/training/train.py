@@ -52,9 +52,12 @@ def embedding_cache(settings: Settings) -> EmbeddingCache:
 
 def backbone_for(info: ModelInfo, settings: Settings) -> Backbone:
     """The backbone a model was trained with, configured as it was (e.g. flip TTA)."""
-    if "flip_tta" in info.preprocessing:
-        settings = settings.model_copy(update={"flip_tta": info.preprocessing["flip_tta"]})
     backbone = create_backbone(info.backbone, settings)
+    recorded = {
+        k: info.preprocessing[k] for k in backbone.embedding_settings if k in info.preprocessing
+    }
+    if recorded:
+        backbone = create_backbone(info.backbone, settings.model_copy(update=recorded))
     if backbone.key != info.backbone_key:
         raise ModelUnavailable(
             f"Model {info.version} was trained with backbone {info.backbone_key}, but the"
@@ -97,6 +100,14 @@ def train(
         if subset is not None and rec.label not in too_few:
             by_subset[subset].append(rec)
     labels = sorted({r.label for r in by_subset["train"]})
+    # A class whose images all landed in val/test (tiny class, large test_fraction) cannot be
+    # learned: leave it out like a class with too few images.
+    counts, learnable = catalog.counts(), set(labels)
+    for name in ("val", "test"):
+        too_few.update(
+            {r.label: counts[r.label] for r in by_subset[name] if r.label not in learnable}
+        )
+        by_subset[name] = [r for r in by_subset[name] if r.label in learnable]
     if len(labels) < 2:
         raise DatasetError(
             f"Training needs at least 2 classes with {settings.min_images_per_class} or more"

@@ -8,6 +8,7 @@ first ``analyze`` call (or an explicit ``load()``), never at import.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,14 +59,20 @@ class Backbone:
     version: str = ""
     dim: int = 0
     uses_faces: bool = False  # True: images without a face cannot be embedded
+    # Settings fields that change the embedding: part of the cache key, recorded in every
+    # model's preprocessing and restored from it at prediction time.
+    embedding_settings: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
 
     @property
     def key(self) -> str:
-        """Cache key: embeddings are only reused by the exact same backbone and version."""
-        return f"{self.id}@{self.version}"
+        """Cache key: embeddings are only reused by the same backbone, version and settings."""
+        if not self.embedding_settings:
+            return f"{self.id}@{self.version}"
+        values = json.dumps({k: getattr(self.settings, k) for k in self.embedding_settings})
+        return f"{self.id}@{self.version}:{hashlib.sha256(values.encode()).hexdigest()[:8]}"
 
     @property
     def preprocessing(self) -> dict[str, Any]:

@@ -114,25 +114,13 @@ def read_image(path: str | Path, settings: Settings | None = None) -> DecodedIma
     name = str(path)
     limit = settings.max_image_bytes
     try:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                # A FIFO or device would block or never end; only plain files are images.
-                raise InvalidImage(
-                    f"Expected an image file; {name} is not a regular file. "
-                    "Give the path of a photo file.",
-                    code="image.unreadable",
-                    details={"name": name},
-                )
-            _check_bytes(st.st_size, limit, name)
-            # Bounded read: the file may have grown since fstat.
-            data = fh.read(limit + 1)
-    except IsADirectoryError:
-        raise InvalidImage(
-            f"Expected an image file; {name} is a directory. Give the path of a photo file.",
-            code="image.unreadable",
-            details={"name": name},
-        ) from None
+        # stat before open: opening a FIFO blocks until a writer appears, and a device or a
+        # FIFO may never end; only regular files are images.
+        mode = os.stat(path).st_mode
+        if stat.S_ISREG(mode):
+            with open(path, "rb") as fh:
+                _check_bytes(os.fstat(fh.fileno()).st_size, limit, name)
+                data = fh.read(limit + 1)  # bounded: the file may have grown since fstat
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise InvalidImage(
@@ -141,6 +129,13 @@ def read_image(path: str | Path, settings: Settings | None = None) -> DecodedIma
             code="image.unreadable",
             details={"name": name, "reason": reason},
         ) from None
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise InvalidImage(
+            f"Expected an image file; {name} is {what}. Give the path of a photo file.",
+            code="image.unreadable",
+            details={"name": name},
+        )
     _check_bytes(len(data), limit, name)
     return decode_image(data, settings, name=name)
 

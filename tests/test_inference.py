@@ -1,0 +1,185 @@
+"""The Predictor on real ORL faces with the real ``face`` backbone: known people are named,
+strangers get "no strong match", bursts of frames, several faces, model switching."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_training import KNOWN, TINY, copy_home, orl_face_template
+
+from lookalike.artifacts import current_version, set_current
+from lookalike.config import Settings
+from lookalike.errors import InvalidImage, InvalidInput, NoFaceFound
+from lookalike.inference import Prediction, Predictor
+from lookalike.sample_data import NONFACE_NAMES
+from lookalike.training.train import TrainReport, train
+from lookalike.vision.images import DecodedImage, read_image
+
+Orl = dict[str, list[Path]]
+STRANGERS = [f"s{i}" for i in range(30, 40)]  # never imported
+
+
+@pytest.fixture(scope="module")
+def model(
+    tmp_path_factory: pytest.TempPathFactory, orl: Orl
+) -> tuple[Settings, TrainReport, Predictor]:
+    template, _ = orl_face_template(tmp_path_factory, orl)
+    home = copy_home(template, tmp_path_factory.mktemp("inference") / "home")
+    settings = Settings(home=home, backbone="face")
+    report = train(settings)
+    return settings, report, Predictor(settings)
+
+
+def jpeg(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_known_person_held_out_photo(
+    model: tuple[Settings, TrainReport, Predictor], orl: Orl
+) -> None:
+    settings, report, predictor = model
+    photo = orl["s3"][9]  # photo 10 was never imported
+    prediction = predictor.predict(read_image(photo, settings))
+    assert isinstance(prediction, Prediction)
+    assert prediction.label == "s3" == prediction.best_label
+    assert not prediction.no_strong_match
+    assert prediction.match_score >= prediction.threshold == report.threshold
+    assert prediction.model_version == "m0001"
+
+    labels = [label for label, _ in prediction.probabilities]
+    assert sorted(labels) == sorted(KNOWN)  # every class, once; the too-small one is not a class
+    assert TINY not in labels
+    probs = [p for _, p in prediction.probabilities]
+    assert probs == sorted(probs, reverse=True)
+    assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+    assert prediction.probabilities[0] == ("s3", prediction.probability)
+
+    assert len(prediction.nearest) == settings.nearest_k
+    sims = [n.similarity for n in prediction.nearest]
+    assert sims == sorted(sims, reverse=True)
+    assert prediction.nearest[0].label == "s3"
+    for n in prediction.nearest:
+        assert Path(n.path).is_file()
+        assert Path(n.path).name.startswith(n.sha256)
+        assert -1.0 <= n.similarity <= 1.0
+
+    assert len(prediction.faces) == 1 and prediction.face_index == 0
+    x, y, w, h = prediction.faces[0].box
+    assert x >= 0 and y >= 0 and w > 20 and h > 20 and x + w <= 92 + 5 and y + h <= 112 + 5
+    assert prediction.frames_used == 1 and prediction.errors == []
+
+    answer = prediction.to_dict()
+    assert answer["label"] == "s3"
+    assert answer["faces_found"] == 1
+    assert answer["face_box"] == [round(v, 1) for v in prediction.faces[0].box]
+    assert [p["label"] for p in answer["probabilities"]] == labels
+
+
+def test_known_people_are_matched(model: tuple[Settings, TrainReport, Predictor], orl: Orl) -> None:
+    settings, _, predictor = model
+    right = [
+        predictor.predict(read_image(orl[person][8], settings)).label == person for person in KNOWN
+    ]
+    assert sum(right) / len(right) >= 0.9, right
+
+
+def test_strangers_get_no_strong_match(
+    model: tuple[Settings, TrainReport, Predictor], orl: Orl
+) -> None:
+    settings, _, predictor = model
+    answers = [predictor.predict(read_image(orl[person][0], settings)) for person in STRANGERS]
+    refused = [a.no_strong_match for a in answers]
+    assert sum(refused) / len(refused) >= 0.7, [(a.best_label, a.match_score) for a in answers]
+    for a in answers:
+        # "No strong match" still says who was closest, but names nobody.
+        assert (a.label is None) == a.no_strong_match
+        assert a.best_label in KNOWN
+        assert (a.match_score < a.threshold) == a.no_strong_match
+
+
+def test_burst_of_frames_skips_the_faceless_one(
+    model: tuple[Settings, TrainReport, Predictor], orl: Orl, nonfaces: dict[str, np.ndarray]
+) -> None:
+    settings, _, predictor = model
+    frames: list[bytes | DecodedImage] = [
+        orl["s5"][8].read_bytes(),
+        jpeg(nonfaces[NONFACE_NAMES[0]]),
+        read_image(orl["s5"][9], settings),  # decoded frames are accepted too
+    ]
+    prediction = predictor.predict(frames)
+    assert prediction.label == "s5"
+    assert prediction.frames_used == 2
+    assert len(prediction.errors) == 1
+    assert prediction.errors[0].startswith("photo 1:")
+    assert prediction.to_dict()["skipped_frames"] == prediction.errors
+    # Faces are reported for the first frame that had one.
+    assert len(prediction.faces) == 1
+
+
+def test_no_face_anywhere(
+    model: tuple[Settings, TrainReport, Predictor], nonfaces: dict[str, np.ndarray]
+) -> None:
+    _, _, predictor = model
+    photos: list[bytes | DecodedImage] = [jpeg(nonfaces[n]) for n in NONFACE_NAMES[:2]]
+    with pytest.raises(NoFaceFound) as exc:
+        predictor.predict(photos)
+    assert exc.value.code == "face.not_found"
+    assert exc.value.details["photos"] == 2
+    with pytest.raises(NoFaceFound):
+        predictor.predict(photos[0])
+    with pytest.raises(InvalidInput) as bad:
+        predictor.predict([])
+    assert bad.value.code == "input.no_photo"
+    with pytest.raises(InvalidImage):
+        predictor.predict(b"this is not a photo")
+
+
+def test_face_index_picks_the_second_face(
+    model: tuple[Settings, TrainReport, Predictor], two_faces_png: Path
+) -> None:
+    settings, _, predictor = model
+    image = read_image(two_faces_png, settings)
+    first = predictor.predict(image)
+    second = predictor.predict(image, face_index=1)
+    assert len(first.faces) == len(second.faces) == 2
+    assert (first.face_index, second.face_index) == (0, 1)
+    assert second.to_dict()["face_box"] == [round(v, 1) for v in second.faces[1].box]
+    # s1 is on the left half of the picture, s2 on the right.
+    for p in (first, second):
+        face = p.face
+        assert face is not None
+        on_left = face.box[0] + face.box[2] / 2 < image.width / 2
+        assert p.label == ("s1" if on_left else "s2")
+    assert first.label != second.label
+    with pytest.raises(InvalidInput) as exc:
+        predictor.predict(image, face_index=2)
+    assert exc.value.code == "face.index_out_of_range"
+
+
+def test_predictor_follows_the_current_model(
+    model: tuple[Settings, TrainReport, Predictor], orl: Orl, tmp_path: Path
+) -> None:
+    settings, _, _ = model
+    settings = Settings(home=copy_home(settings.home, tmp_path / "home"), backbone="face")
+    predictor = Predictor(settings)
+    pinned = Predictor(settings, version="m0001")
+    photo = orl["s7"][9].read_bytes()
+    assert predictor.predict(photo).model_version == "m0001"
+
+    assert train(settings, head="gallery").version == "m0002"
+    after = predictor.predict(photo)  # same object, no restart
+    assert after.model_version == "m0002"
+    assert after.label == "s7"
+
+    set_current(settings.home, "m0001")
+    assert current_version(settings.home) == "m0001"
+    assert predictor.predict(photo).model_version == "m0001"
+    set_current(settings.home, "m0002")
+    assert predictor.predict(photo).model_version == "m0002"
+    assert pinned.predict(photo).model_version == "m0001"  # a pinned version stays put

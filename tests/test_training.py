@@ -1,0 +1,411 @@
+"""Training end to end on real ORL faces with the real ``face`` backbone, evaluation on the
+frozen test set, and model artifacts (atomic save, verified load, the ``current`` pointer).
+
+Importing the ORL photos (the slow part: face detection + embedding) happens once per test
+session in ``orl_face_template``; every module that needs it works on its own copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.artifacts import (
+    current_version,
+    list_versions,
+    load_model,
+    models_dir,
+    save_model,
+    set_current,
+)
+from lookalike.config import Settings
+from lookalike.data.importers import ImportReport, import_images
+from lookalike.data.splits import SplitStore
+from lookalike.errors import DatasetError, ModelUnavailable, NotFound
+from lookalike.training.heads import HEADS
+from lookalike.training.train import TrainReport, evaluate, train
+
+Orl = dict[str, list[Path]]
+
+KNOWN = [f"s{i}" for i in range(1, 13)]  # the 12 people the face model is trained on
+IMPORTED = slice(0, 8)  # photos 1-8 of each are imported; 9 and 10 are never seen
+TINY = "Tiny"  # a class with 2 photos: below min_images_per_class (3)
+N_PER_CLASS = 8
+# test_fraction 0.2 of 8 photos -> 2 frozen test photos per class.
+N_TEST = 2 * len(KNOWN)
+
+_TEMPLATE: dict[str, tuple[Path, ImportReport]] = {}
+
+
+def class_folders(dest: Path, photos: dict[str, list[Path]]) -> Path:
+    """``dest/<class>/<photo>`` copies; returns ``dest``."""
+    for label, paths in photos.items():
+        folder = dest / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for p in paths:
+            shutil.copy(p, folder / p.name)
+    return dest
+
+
+def orl_face_template(factory: pytest.TempPathFactory, orl: Orl) -> tuple[Path, ImportReport]:
+    """A data dir with ``KNOWN`` x 8 ORL photos + ``TINY`` imported with the face backbone.
+
+    Built once per session; callers copy it (``copy_home``) and never change it."""
+    if "home" not in _TEMPLATE:
+        root = factory.mktemp("orl_face_template")
+        photos = {p: orl[p][IMPORTED] for p in KNOWN} | {TINY: orl["s13"][:2]}
+        source = class_folders(root / "source", photos)
+        home = root / "home"
+        report = import_images(source, Settings(home=home, backbone="face"))
+        _TEMPLATE["home"] = (home, report)
+    return _TEMPLATE["home"]
+
+
+def copy_home(template: Path, dest: Path) -> Path:
+    shutil.copytree(template, dest)
+    return dest
+
+
+# --- end to end with the face backbone --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def face_home(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> tuple[Settings, ImportReport]:
+    template, report = orl_face_template(tmp_path_factory, orl)
+    home = copy_home(template, tmp_path_factory.mktemp("training") / "home")
+    return Settings(home=home, backbone="face"), report
+
+
+@pytest.fixture(scope="module")
+def trained(face_home: tuple[Settings, ImportReport]) -> dict[str, TrainReport]:
+    """Three models on the same data: m0001 auto, m0002 logistic, m0003 gallery."""
+    settings, _ = face_home
+    return {head: train(settings, head=head) for head in ("auto", "logistic", "gallery")}
+
+
+def test_import_kept_every_orl_photo(face_home: tuple[Settings, ImportReport]) -> None:
+    _, report = face_home
+    assert report.added == len(KNOWN) * N_PER_CLASS + 2
+    assert report.rejected == 0
+    assert report.classes[TINY] == 2
+
+
+@pytest.mark.parametrize("head", ["auto", "logistic", "gallery"])
+def test_train_on_orl_is_accurate(trained: dict[str, TrainReport], head: str) -> None:
+    report = trained[head]
+    if head == "auto":
+        assert report.head in HEADS
+    else:
+        assert report.head == head
+    assert report.backbone.startswith("face@")
+    assert report.metrics["n"] == N_TEST
+    assert report.metrics["accuracy"] >= 0.95
+    assert report.metrics["macro_f1"] >= 0.95
+    assert report.counts["test"] == {p: 2 for p in KNOWN}
+    assert sum(report.counts["train"].values()) + sum(report.counts["val"].values()) == 6 * 12
+    # Genuine and impostor SFace scores are far apart on ORL: a real threshold, not the default.
+    assert 0.2 < report.threshold < 0.9
+    assert not report.failures
+
+
+def test_versions_are_numbered_and_last_is_current(
+    face_home: tuple[Settings, ImportReport], trained: dict[str, TrainReport]
+) -> None:
+    settings, _ = face_home
+    assert [trained[h].version for h in ("auto", "logistic", "gallery")] == [
+        "m0001",
+        "m0002",
+        "m0003",
+    ]
+    assert list_versions(settings.home) == ["m0001", "m0002", "m0003"]
+    assert current_version(settings.home) == "m0003"
+
+
+def test_model_directory_records_everything(
+    face_home: tuple[Settings, ImportReport], trained: dict[str, TrainReport]
+) -> None:
+    settings, _ = face_home
+    folder = models_dir(settings.home) / "m0001"
+    assert sorted(p.name for p in folder.iterdir()) == ["arrays.npz", "model.json"]
+    info = json.loads((folder / "model.json").read_text())
+    assert info["version"] == "m0001"
+    assert info["labels"] == sorted(KNOWN)
+    assert TINY not in info["labels"]
+    assert info["backbone"] == "face"
+    assert info["backbone_key"] == trained["auto"].backbone
+    assert info["preprocessing"]["flip_tta"] is True
+    assert info["preprocessing"]["detect_side"] == settings.detect_side
+    assert info["threshold"] == trained["auto"].threshold
+    assert info["open_set"]["genuine"] > 0 and info["open_set"]["impostor"] > 0
+    assert info["test_version"] == 1
+    assert info["metrics"]["accuracy"] == trained["auto"].metrics["accuracy"]
+    assert info["head"] == trained["auto"].head
+    assert info["top_k"] == settings.top_k_per_class
+
+    data = (folder / "arrays.npz").read_bytes()
+    assert info["files"]["arrays.npz"] == hashlib.sha256(data).hexdigest()
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        n_train = sum(info["counts"]["train"].values())
+        assert npz["gallery"].shape == (n_train, 128)
+        assert npz["gallery_labels"].shape == (n_train,)
+        assert set(npz["gallery_labels"]) == set(range(len(KNOWN)))
+        np.testing.assert_allclose(np.linalg.norm(npz["gallery"], axis=1), 1.0, atol=1e-4)
+        assert any(k.startswith("head_") for k in npz.files)
+    assert not list(models_dir(settings.home).glob(".building-*"))
+
+
+def test_second_train_embeds_nothing(
+    face_home: tuple[Settings, ImportReport], trained: dict[str, TrainReport]
+) -> None:
+    # Import already embedded (and cached) every photo; no train run embeds again.
+    n = len(KNOWN) * N_PER_CLASS
+    for report in trained.values():
+        assert (report.embedded, report.cached) == (0, n)
+
+
+def test_too_small_classes_are_reported_and_left_out(trained: dict[str, TrainReport]) -> None:
+    for report in trained.values():
+        assert report.too_few == {TINY: 2}
+        assert all(TINY not in counts for counts in report.counts.values())
+
+
+def test_evaluate_writes_metrics_and_confusion_png(
+    face_home: tuple[Settings, ImportReport], trained: dict[str, TrainReport], tmp_path: Path
+) -> None:
+    settings, _ = face_home
+    metrics, paths = evaluate(settings, "m0001", tmp_path / "report")
+    assert [p.name for p in paths] == ["metrics.json", "confusion.png"]
+    assert all(p.parent == tmp_path / "report" for p in paths)
+    assert paths[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].stat().st_size > 2000
+    saved = json.loads(paths[0].read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    for key in ("accuracy", "macro_f1", "per_class", "confusion", "top_losses"):
+        assert key in saved
+    assert saved["model"] == "m0001" and saved["test_version"] == 1
+    # Same model, same frozen test set, same cached embeddings: the numbers training reported.
+    assert saved["n"] == N_TEST
+    assert saved["accuracy"] == trained["auto"].metrics["accuracy"]
+    assert sorted(saved["per_class"]) == sorted(KNOWN)
+    for stats in saved["per_class"].values():
+        assert 0 <= stats["precision"] <= 1 and 0 <= stats["recall"] <= 1
+        assert stats["support"] == 2
+    confusion = np.array(saved["confusion"])
+    assert confusion.shape == (12, 12)
+    assert confusion.sum() == N_TEST
+    assert np.trace(confusion) == round(saved["accuracy"] * N_TEST)
+    assert isinstance(saved["top_losses"], list)
+    assert len(saved["top_losses"]) == N_TEST - np.trace(confusion)
+
+    # Default output folder: reports/<version> under the data dir, for the current model.
+    metrics, paths = evaluate(settings)
+    assert metrics["model"] == "m0003"
+    assert paths[0] == settings.home / "reports" / "m0003" / "metrics.json"
+
+
+def test_old_model_is_evaluated_on_its_own_test_version(
+    face_home: tuple[Settings, ImportReport],
+    trained: dict[str, TrainReport],
+    tmp_path: Path,
+    orl: Orl,
+) -> None:
+    settings, _ = face_home
+    home = copy_home(settings.home, tmp_path / "home")
+    # A new person, and two new photos of a known one. A larger test share makes the frozen
+    # test set grow for the known person too, so "which test version" changes the answer.
+    settings = Settings(home=home, backbone="face", test_fraction=0.3)
+    new = class_folders(tmp_path / "new", {"s14": orl["s14"][:5], "s1": orl["s1"][8:]})
+    assert import_images(new, settings).added == 7
+    report = train(settings)
+    assert report.version == "m0004"
+    assert report.embedded == 0  # the new photos were embedded by the import
+
+    splits = SplitStore(settings).load()
+    assert splits.test_version == 2
+    added = splits.test_hashes(2) - splits.test_hashes(1)
+    from lookalike.data.store import DatasetStore
+
+    catalog = DatasetStore(settings).load()
+    assert {catalog.images[h].label for h in added} == {"s1", "s14"}
+
+    old, _ = evaluate(settings, "m0001", tmp_path / "old")
+    assert (old["test_version"], old["n"]) == (1, N_TEST)
+    assert old["accuracy"] == trained["auto"].metrics["accuracy"]
+    latest, _ = evaluate(settings, "m0004", tmp_path / "new-report")
+    assert latest["test_version"] == 2
+    assert latest["n"] == N_TEST + len(added)
+    assert "s14" in latest["per_class"]
+
+
+# --- dataset problems (fast `test` backbone: only the plumbing is under test) -------------------
+
+
+def quick_import(settings: Settings, tmp_path: Path, photos: dict[str, list[Path]]) -> None:
+    source = class_folders(tmp_path / "source", photos)
+    report = import_images(source, settings)
+    assert report.added == sum(len(v) for v in photos.values())
+
+
+def test_train_on_empty_dataset(settings: Settings) -> None:
+    with pytest.raises(DatasetError) as exc:
+        train(settings, backbone_name="test")
+    assert exc.value.code == "dataset.empty"
+    assert "import" in exc.value.message
+
+
+def test_train_with_one_class(tmp_path: Path, orl: Orl) -> None:
+    settings = Settings(home=tmp_path / "home", backbone="test")
+    quick_import(settings, tmp_path, {"s1": orl["s1"][:5], "s2": orl["s2"][:2]})
+    with pytest.raises(DatasetError) as exc:
+        train(settings)
+    assert exc.value.code == "dataset.too_few_classes"
+    assert exc.value.details["too_few"] == {"s2": 2}
+    assert "s2 (2)" in exc.value.message
+    assert current_version(settings.home) is None
+
+
+def test_class_without_training_photos_is_left_out(tmp_path: Path, orl: Orl) -> None:
+    # min_images_per_class=1: a one-photo class has its only photo frozen into the test set.
+    # It used to crash training with a KeyError; it is now left out like a too-small class.
+    settings = Settings(home=tmp_path / "home", backbone="test", min_images_per_class=1)
+    quick_import(
+        settings, tmp_path, {"s1": orl["s1"][:5], "s2": orl["s2"][:5], "s3": orl["s3"][:1]}
+    )
+    report = train(settings)
+    assert report.too_few == {"s3": 1}
+    assert load_model(settings.home).info.labels == ["s1", "s2"]
+    assert set(report.counts["test"]) == {"s1", "s2"}
+
+
+def test_train_embeds_once_then_reads_the_cache(tmp_path: Path, orl: Orl) -> None:
+    settings = Settings(home=tmp_path / "home", backbone="test")
+    quick_import(settings, tmp_path, {p: orl[p][:5] for p in ("s1", "s2", "s3")})
+    (settings.home / "cache" / "embeddings.sqlite").unlink()  # as if imported elsewhere
+    first = train(settings)
+    second = train(settings)
+    assert (first.embedded, first.cached) == (15, 0)
+    assert (second.embedded, second.cached) == (0, 15)
+    assert second.version == "m0002"
+
+
+def test_unknown_head_is_refused_before_any_work(settings: Settings) -> None:
+    from lookalike.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as exc:
+        train(settings, head="nope")  # the dataset is empty too: the head is checked first
+    assert exc.value.code == "train.unknown_head"
+
+
+# --- artifacts -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_home(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Path:
+    """4 ORL people x 5 photos imported with the `test` backbone (not trained)."""
+    root = tmp_path_factory.mktemp("artifacts")
+    settings = Settings(home=root / "home", backbone="test")
+    quick_import(settings, root, {p: orl[p][:5] for p in ("s1", "s2", "s3", "s4")})
+    return settings.home
+
+
+@pytest.fixture
+def fresh(small_home: Path, tmp_path: Path) -> Callable[[], Settings]:
+    def make() -> Settings:
+        return Settings(home=copy_home(small_home, tmp_path / "home"), backbone="test")
+
+    return make
+
+
+def test_save_is_atomic(fresh: Callable[[], Settings]) -> None:
+    settings = fresh()
+    train(settings)
+    model = load_model(settings.home)
+    model.info.metrics["unserialisable"] = object()  # fails while model.json is written
+    with pytest.raises(TypeError):
+        save_model(settings.home, model)
+    root = models_dir(settings.home)
+    assert sorted(p.name for p in root.iterdir()) == ["current", "m0001"]  # nothing half-made
+    del model.info.metrics["unserialisable"]
+    assert save_model(settings.home, model) == "m0002"
+    assert not list(root.glob(".building-*"))
+    assert current_version(settings.home) == "m0001"  # saving does not switch
+
+
+def test_load_refuses_a_corrupt_artifact(fresh: Callable[[], Settings]) -> None:
+    settings = fresh()
+    train(settings)
+    npz = models_dir(settings.home) / "m0001" / "arrays.npz"
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    npz.write_bytes(bytes(data))
+    with pytest.raises(ModelUnavailable) as exc:
+        load_model(settings.home)
+    assert exc.value.code == "model.corrupt"
+    assert exc.value.details == {"version": "m0001"}
+
+    npz.unlink()
+    with pytest.raises(ModelUnavailable) as exc:
+        load_model(settings.home, "m0001")
+    assert exc.value.code == "model.corrupt"
+
+    (npz.parent / "model.json").write_text("{not json")
+    with pytest.raises(ModelUnavailable) as exc:
+        load_model(settings.home, "m0001")
+    assert exc.value.code == "model.corrupt"
+
+
+def test_load_missing_version_and_no_model(
+    fresh: Callable[[], Settings], settings: Settings
+) -> None:
+    with pytest.raises(ModelUnavailable) as exc:
+        load_model(settings.home)
+    assert exc.value.code == "model.none"
+
+    trained_settings = fresh()
+    train(trained_settings)
+    for bad in ("m0099", "../models/m0001", ".", "current"):
+        with pytest.raises(NotFound) as nf:
+            load_model(trained_settings.home, bad)
+        assert nf.value.code == "model.not_found"
+
+
+def test_set_current_switches_the_answering_version(fresh: Callable[[], Settings]) -> None:
+    settings = fresh()
+    assert current_version(settings.home) is None
+    train(settings, head="logistic")
+    train(settings, head="gallery")
+    assert current_version(settings.home) == "m0002"
+    assert load_model(settings.home).info.head == "gallery"
+    set_current(settings.home, "m0001")
+    assert current_version(settings.home) == "m0001"
+    assert load_model(settings.home).info.head == "logistic"
+    for bad in ("m0042", "..", ".building-x"):
+        with pytest.raises(NotFound):
+            set_current(settings.home, bad)
+    assert current_version(settings.home) == "m0001"
+
+    # make_current=False trains a candidate without switching.
+    report = train(settings, make_current=False)
+    assert report.version == "m0003"
+    assert current_version(settings.home) == "m0001"
+
+
+def test_loaded_model_answers_like_the_trained_one(fresh: Callable[[], Settings]) -> None:
+    settings = fresh()
+    report = train(settings)
+    model = load_model(settings.home)
+    proba, sims, match = model.classify(model.gallery)
+    n_classes = len(model.info.labels)
+    assert proba.shape == match.shape == (len(model.gallery), n_classes)
+    assert sims.shape == (len(model.gallery), len(model.gallery))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    # A gallery photo's own class contains itself (similarity 1): it wins the match score.
+    assert (match.argmax(axis=1) == model.gallery_labels).all()
+    assert model.info.threshold == report.threshold
