@@ -43,8 +43,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
-# Browser and PostgreSQL tests (later) need these Debian packages. `test` does not depend on
-# this target yet: no current test needs them. Installs only what is missing, only as root.
+# The browser tests (chromium) and the database tests (a throwaway PostgreSQL cluster, see
+# tests/pg.py) need these Debian packages; `test` depends on this target. Installs only what
+# is missing, only as root (otherwise it prints the apt-get command and goes on).
 system-deps:
 	@missing=""; \
 	for pkg in $(SYSTEM_PACKAGES); do \
@@ -69,7 +70,7 @@ fmt: venv
 	$(BIN)/ruff format $(LINT_PATHS)
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 
-test: venv
+test: venv system-deps
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +54,44 @@ def two_faces_png(tmp_path_factory: pytest.TempPathFactory, orl: dict[str, list[
 def settings(tmp_path: Path) -> Settings:
     """Default settings with a fresh, empty data directory."""
     return Settings(home=tmp_path / "home")
+
+
+# --- databases: every test that touches the database runs on SQLite and on PostgreSQL ---------
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for the whole session (see tests/pg.py); its URL.
+
+    ``$LOOKALIKE_TEST_POSTGRES_URL`` uses an existing server instead (a superuser URL).
+    """
+    external = os.environ.get("LOOKALIKE_TEST_POSTGRES_URL")
+    if external:
+        yield external
+        return
+    from pg import PostgresCluster
+
+    with PostgresCluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database per test: a SQLite file, or a new database on the PG cluster."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    server = make_url(request.getfixturevalue("postgres_url"))
+    name = f"test_{uuid.uuid4().hex}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield server.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()

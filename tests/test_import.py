@@ -705,3 +705,69 @@ def test_hidden_and_system_files_are_ignored(imported: Imported) -> None:
     assert len(sources) == 16
     assert not any(".thumbnails" in s or "DS_Store" in s or "Thumbs" in s for s in sources)
     assert imported.report.problems == []
+
+
+# --- parallel import ------------------------------------------------------------------------
+
+
+def test_parallel_import_matches_one_stream(
+    tmp_path: Path, orl: dict[str, list[Path]], face: Backbone
+) -> None:
+    """Two workers (each with its own face backbone) give the same dataset and embeddings,
+    the same per-file report order, as one stream."""
+    src = tmp_path / "src"
+    for person in ("s3", "s4", "s5"):
+        for photo in orl[person][:4]:
+            put(src / person / f"{photo.stem}.png", png_bytes(photo))
+    put(src / "s3" / "not-an-image.jpg", b"hello")
+    serial = Settings(home=tmp_path / "serial", embed_workers=1)
+    parallel = Settings(home=tmp_path / "parallel", embed_workers=2)
+    one = import_images(src, serial, backbone_name="face")
+    two = import_images(src, parallel, backbone_name="face")
+    assert (one.added, two.added) == (12, 12)
+    assert [(p.source, p.code) for p in one.problems] == [(p.source, p.code) for p in two.problems]
+    cat_one, cat_two = DatasetStore(serial).load(), DatasetStore(parallel).load()
+    assert cat_one.images.keys() == cat_two.images.keys()
+    key = face.key  # same settings that change embeddings -> same cache key
+    a = cache_of(serial).get_many(key, list(cat_one.images))
+    b = cache_of(parallel).get_many(key, list(cat_two.images))
+    assert a.keys() == b.keys() and len(a) == 12
+    for h in a:
+        assert np.allclose(a[h].vector, b[h].vector, atol=1e-5)
+
+
+class CrashOnThird(TestBackbone):
+    """Registered test double: every instance crashes on its third image (a worker dying)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__(settings)
+        self.calls = 0
+
+    def analyze(self, rgb: np.ndarray, face_index: int | None = None) -> Analysis:
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("simulated worker crash")
+        return super().analyze(rgb, face_index)
+
+
+def test_a_crash_in_a_parallel_worker_leaves_the_dataset_as_it_was(
+    tmp_path: Path, orl: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.vision import backbones
+
+    backbones.list_backbones()  # registers the built-ins first
+    monkeypatch.setitem(backbones._REGISTRY, "crash-on-third", (CrashOnThird, "test double"))
+    settings = Settings(home=tmp_path / "home", embed_workers=2)
+    first = tmp_path / "first"
+    put(first / "a" / "1.png", png_bytes(orl["s1"][0]))
+    assert import_images(first, settings, backbone_name="test").added == 1
+    catalog_before = DatasetStore(settings).catalog_path.read_bytes()
+    blobs_before = blob_files(settings.home)
+    src = tmp_path / "src"
+    for person in ("s2", "s3"):
+        for photo in orl[person][:5]:
+            put(src / person / f"{photo.stem}.png", png_bytes(photo))
+    with pytest.raises(RuntimeError, match="simulated worker crash"):
+        import_images(src, settings, backbone_name="crash-on-third")
+    assert DatasetStore(settings).catalog_path.read_bytes() == catalog_before
+    assert blob_files(settings.home) == blobs_before

@@ -31,8 +31,8 @@ app = typer.Typer(
 classes_app = typer.Typer(help="List and rename classes.", no_args_is_help=True)
 app.add_typer(classes_app, name="classes")
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # lines are not wrapped at 80 columns when piped
+err = Console(stderr=True, soft_wrap=True)
 
 
 def settings_from(home: Path | None) -> Settings:
@@ -72,12 +72,10 @@ def import_cmd(
 ) -> None:
     """Import labelled images: DIR/<class>/<image>, a .zip of that, or a path,label CSV."""
     from lookalike.data.importers import import_images
-    from lookalike.vision.backbones import create_backbone
 
     settings = settings_from(home)
-    bb = create_backbone(backbone or settings.backbone, settings)
     with progress_bar(f"import {source.name}") as update:
-        report = import_images(source, settings, backbone=bb, progress=update)
+        report = import_images(source, settings, backbone_name=backbone, progress=update)
     if report.problems:
         table = Table(title="Problems", show_lines=False)
         for col in ("file", "severity", "code", "message"):
@@ -270,17 +268,54 @@ def settings_cmd() -> None:
     console.print(table)
 
 
+HostOpt = Annotated[
+    str | None, typer.Option("--host", help="Address to listen on (default: $LOOKALIKE_HOST).")
+]
+PortOpt = Annotated[
+    int | None, typer.Option("--port", help="Port to listen on (default: $LOOKALIKE_PORT).")
+]
+
+
+def run_server(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Serve the web service (one uvicorn worker: the model lives in this process)."""
+    import uvicorn
+
+    from lookalike.api import create_app
+
+    host = host or settings.host
+    port = port or settings.port
+    console.print(
+        escape(f"Serving on http://{host}:{port}/ (data: {settings.home}); Ctrl+C stops.")
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, workers=1, log_level="info")
+
+
+@app.command()
+def serve(host: HostOpt = None, port: PortOpt = None, home: HomeOpt = None) -> None:
+    """Run the web service: the public page at / and the JSON API under /api."""
+    run_server(settings_from(home), host, port)
+
+
 @app.command()
 def demo(
     dest: Annotated[Path, typer.Option(help="Where to build the demo photos.")] = Path(
         "lookalike-data/demo-source"
     ),
     home: HomeOpt = None,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the web page when done.")
+    ] = True,
+    host: HostOpt = None,
+    port: PortOpt = None,
 ) -> None:
-    """Build the ORL demo (40 people), import, train, and answer for the held-out visitors."""
+    """Build the ORL demo (40 people), import, train, answer for the held-out visitors, then
+    serve the web page (unless --no-serve)."""
     from lookalike.demo import run_demo
 
-    run_demo(settings_from(home), dest, console)
+    settings = settings_from(home)
+    run_demo(settings, dest, console)
+    if serve:
+        run_server(settings, host, port)
 
 
 def main() -> None:

@@ -6,11 +6,14 @@ always documents the whole surface.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-secret-change-me"
 
 
 class Settings(BaseSettings):
@@ -90,6 +93,12 @@ class Settings(BaseSettings):
     max_import_files: int = Field(
         100_000, gt=0, description="Largest number of files one import may read."
     )
+    embed_workers: int = Field(
+        0,
+        ge=0,
+        description="Threads that decode, detect and embed during an import (each with its own"
+        " model copy); 0: one per CPU core, at most 4.",
+    )
     top_k_per_class: int = Field(
         3, ge=1, description="Gallery head: a class scores the mean of its top-k similarities."
     )
@@ -97,6 +106,55 @@ class Settings(BaseSettings):
     flip_tta: bool = Field(
         True, description="Embed each face and its mirror image and average them (more robust)."
     )
+
+    # --- web service -------------------------------------------------------------------------
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the prediction log; empty: SQLite in the data dir."
+        " PostgreSQL: postgresql+psycopg://user:pass@host/db",
+    )
+    secret_key: str = Field(
+        DEV_SECRET,
+        description="Secret for signed upload URLs. Set a long random value in production.",
+    )
+    environment: str = Field(
+        "development",
+        description="'development' or 'production' (production refuses the default secret).",
+    )
+    upload_ttl_seconds: int = Field(
+        300,
+        gt=0,
+        description="Signed upload URLs expire, and unused uploads are deleted, after this.",
+    )
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description="Largest HTTP request body, refused before it is read.",
+    )
+    max_photos_per_request: int = Field(
+        8, ge=1, description="Most photos in one prediction request (a webcam burst)."
+    )
+    rate_limit_per_minute: int = Field(
+        120, ge=0, description="Requests per minute per client on public endpoints (0: no limit)."
+    )
+    host: str = Field("127.0.0.1", description="Address `lookalike serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `lookalike serve` listens on.")
+
+    @property
+    def resolved_embed_workers(self) -> int:
+        return self.embed_workers or max(1, min(4, os.cpu_count() or 1))
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{Path(self.home).resolve() / 'lookalike.sqlite3'}"
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if self.environment == "production" and self.secret_key == DEV_SECRET:
+            raise ValueError(
+                "LOOKALIKE_SECRET_KEY must be set to a long random value in production"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

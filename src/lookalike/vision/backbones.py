@@ -62,6 +62,8 @@ class Backbone:
     # Settings fields that change the embedding: part of the cache key, recorded in every
     # model's preprocessing and restored from it at prediction time.
     embedding_settings: tuple[str, ...] = ()
+    # onnxruntime intra-op threads (None: one per core). Parallel workers use 1 each.
+    threads: int | None = None
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
@@ -149,7 +151,10 @@ def list_backbones() -> dict[str, str]:
     return {name: desc for name, (_, desc) in sorted(_REGISTRY.items())}
 
 
-def create_backbone(name: str, settings: Settings | None = None) -> Backbone:
+def create_backbone(
+    name: str, settings: Settings | None = None, *, threads: int | None = None
+) -> Backbone:
+    """A new, not yet loaded backbone. ``threads``: inference threads it may use."""
     _ensure_builtins()
     if name not in _REGISTRY:
         raise InvalidInput(
@@ -157,7 +162,10 @@ def create_backbone(name: str, settings: Settings | None = None) -> Backbone:
             code="backbone.unknown",
             details={"backbone": name, "available": sorted(_REGISTRY)},
         )
-    return _REGISTRY[name][0](settings)
+    backbone = _REGISTRY[name][0](settings)
+    if threads is not None:
+        backbone.threads = threads
+    return backbone
 
 
 class TestBackbone(Backbone):

@@ -262,12 +262,13 @@ class ImageBackbone(Backbone):
             if force or not path.is_file():
                 export_onnx(path)
 
-    @staticmethod
-    def _open(path: Path) -> Any:
+    def _open(self, path: Path) -> Any:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def embed_batch(self, images: list[np.ndarray]) -> np.ndarray:

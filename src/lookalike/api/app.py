@@ -1,0 +1,133 @@
+"""The FastAPI app factory: everything built from one ``Settings``, nothing global.
+
+``create_app(settings)`` puts on ``app.state``: ``settings``, one ``predictor`` (loaded and
+warmed at start-up when a model exists; without one the app still starts and prediction
+endpoints answer 503 ``model.none``), ``engine`` + ``sessions`` (the prediction log),
+``store`` (object store), ``templates``, ``metrics`` (a Prometheus registry of its own),
+``rate_limiter`` and ``gallery`` (reference photos of the current model).
+
+Middleware, outermost first: metrics -> body size limit -> security headers -> FastAPI's
+exception handling (one error shape, ``lookalike.api.errors``) -> routes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lookalike import __version__
+from lookalike.api.deps import GalleryCache
+from lookalike.api.errors import install_error_handlers
+from lookalike.api.limits import BodySizeLimit, RateLimiter
+from lookalike.api.routes import ROUTERS
+from lookalike.api.routes.metrics import Metrics, MetricsMiddleware
+from lookalike.api.routes.uploads import sweep_uploads
+from lookalike.config import Settings, get_settings
+from lookalike.db import init_db, make_engine, session_factory
+from lookalike.errors import LookalikeError
+from lookalike.inference import Predictor
+from lookalike.storage import ObjectStore
+
+log = logging.getLogger("lookalike.api")
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+class SecurityHeaders:
+    """``X-Content-Type-Options: nosniff`` on every answer (nothing is ever sniffed into
+    something executable) and no referrer leaking to other sites."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                if b"x-content-type-options" not in names:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                if b"referrer-policy" not in names:
+                    headers.append((b"referrer-policy", b"no-referrer"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def _warm(predictor: Predictor) -> str | None:
+    """Load the current model and its backbone now, so the first visitor does not wait."""
+    try:
+        return predictor.load().info.version
+    except LookalikeError as exc:
+        if exc.code == "model.none":
+            log.info("no model yet: predictions answer 503 until one is trained")
+        else:
+            log.warning("model not loaded at start-up: [%s] %s", exc.code, exc.message)
+        return None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the web service for ``settings`` (default: the process settings)."""
+    settings = settings or get_settings()
+    url = settings.effective_database_url
+    predictor = Predictor(settings)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    store = ObjectStore(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(init_db, url)
+        try:
+            await run_in_threadpool(sweep_uploads, sessions, store, settings)
+        except Exception:
+            log.exception("sweeping expired uploads at start-up failed")
+        version = await run_in_threadpool(_warm, predictor)
+        log.info("lookalike %s ready (model %s)", __version__, version or "none")
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="lookalike",
+        version=__version__,
+        summary="Who or what does a face look like?",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+    )
+    app.state.settings = settings
+    app.state.predictor = predictor
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.store = store
+    app.state.templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
+    app.state.metrics = Metrics()
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.gallery = GalleryCache()
+
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static", check_dir=False), name="static")
+    # add_middleware wraps: the last one added is the outermost.
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

@@ -1,0 +1,203 @@
+"""Limits on what one client may send: request body size and request rate.
+
+``BodySizeLimit`` is a pure ASGI middleware: a declared ``Content-Length`` above the limit is
+refused (413 ``request.too_large``) before a byte of the body is read, and a body without a
+length (chunked) is counted as it streams in and cut off at the limit, whatever the endpoint
+was doing with it.
+
+``RateLimiter`` is an in-memory sliding window per client address, used as a dependency on
+the public endpoints that do work (429 ``rate_limited`` with ``Retry-After``). It is per
+process: with several workers each keeps its own count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lookalike.api.errors import ApiError, error_body
+
+
+def _human(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    value = float(n)
+    for unit in ("KiB", "MiB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} GiB"
+
+
+def too_large(max_bytes: int, size: int | None = None) -> ApiError:
+    got = f" (this one is {_human(size)})" if size is not None else ""
+    return ApiError(
+        f"The request is larger than the {_human(max_bytes)} allowed{got}. Send fewer or"
+        " smaller photos.",
+        code="request.too_large",
+        status=413,
+        details={"max_bytes": max_bytes, "bytes": size},
+    )
+
+
+class _BodyTooLarge(ApiError):
+    pass
+
+
+class BodySizeLimit:
+    """Refuse request bodies larger than ``max_bytes`` (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared: int | None = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _send_error(
+                        send, 400, "request.bad_request", "Content-Length is not a number.", {}
+                    )
+                    return
+        if declared is not None and declared > self.max_bytes:
+            await _send(send, too_large(self.max_bytes, declared))
+            return
+
+        received = 0
+        exceeded = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise _BodyTooLarge(
+                        too_large(self.max_bytes).message,
+                        code="request.too_large",
+                        status=413,
+                        details={"max_bytes": self.max_bytes, "bytes": None},
+                    )
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded:
+                return  # whatever the endpoint made of the cut-off body, the answer is 413
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not exceeded or started:
+                raise
+        if exceeded and not started:
+            await _send(send, too_large(self.max_bytes))
+
+
+async def _send(send: Send, exc: ApiError) -> None:
+    await _send_error(send, exc.status, exc.code, exc.message, exc.details)
+
+
+async def _send_error(
+    send: Send, status: int, code: str, message: str, details: dict[str, Any]
+) -> None:
+    body = json.dumps(error_body(code, message, details)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-content-type-options", b"nosniff"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RateLimiter:
+    """At most ``per_minute`` hits per client in any 60-second window (0: no limit)."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = 100_000,
+    ) -> None:
+        self.per_minute = per_minute
+        self.window = window
+        self.clock = clock
+        self.max_clients = max_clients
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, client: str) -> float | None:
+        """Record a hit; returns None when allowed, else the seconds until one is allowed."""
+        if self.per_minute <= 0:
+            return None
+        now = self.clock()
+        start = now - self.window
+        with self._lock:
+            hits = self._hits.get(client)
+            if hits is None:
+                if len(self._hits) >= self.max_clients:
+                    self._forget(start)
+                hits = self._hits[client] = deque()
+            while hits and hits[0] <= start:
+                hits.popleft()
+            if len(hits) >= self.per_minute:
+                return max(hits[0] - start, 0.001)
+            hits.append(now)
+            return None
+
+    def _forget(self, start: float) -> None:
+        """Drop clients with no hit in the window; if still full, the oldest ones."""
+        for key in [k for k, v in self._hits.items() if not v or v[-1] <= start]:
+            del self._hits[key]
+        while len(self._hits) >= self.max_clients:
+            del self._hits[next(iter(self._hits))]
+
+    def __len__(self) -> int:
+        return len(self._hits)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def rate_limit(request: Request) -> None:
+    """Dependency for public endpoints that do work."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    retry_after = limiter.hit(client_address(request))
+    if retry_after is not None:
+        seconds = max(1, math.ceil(retry_after))
+        raise ApiError(
+            f"Too many requests: at most {limiter.per_minute} a minute. Try again in {seconds} s.",
+            code="rate_limited",
+            status=429,
+            details={"limit_per_minute": limiter.per_minute, "retry_after": seconds},
+            headers={"Retry-After": str(seconds)},
+        )

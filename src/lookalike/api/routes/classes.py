@@ -1,0 +1,23 @@
+"""``GET /api/classes``: the classes of the current model, with a representative photo."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from lookalike.api.deps import GalleryIndex, get_gallery
+from lookalike.api.schemas import ClassList, ClassPublic
+
+router = APIRouter(prefix="/api/classes", tags=["classes"])
+
+
+@router.get("", response_model=ClassList, summary="Classes of the current model")
+def list_classes(gallery: GalleryIndex = Depends(get_gallery)) -> ClassList:
+    data = [
+        ClassPublic(
+            name=label,
+            images=len(gallery.by_label.get(label, [])),
+            image_url=gallery.class_image_url(label),
+        )
+        for label in gallery.labels
+    ]
+    return ClassList(data=data, count=len(data))

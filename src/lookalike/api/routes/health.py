@@ -1,0 +1,40 @@
+"""``GET /api/health``: is there a model, does the database answer."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import Engine, text
+
+from lookalike.api.deps import get_engine, get_predictor
+from lookalike.api.schemas import HealthPublic
+from lookalike.errors import LookalikeError
+from lookalike.inference import Predictor
+
+log = logging.getLogger("lookalike.api")
+
+router = APIRouter(prefix="/api/health", tags=["health"])
+
+
+@router.get("", response_model=HealthPublic, summary="Service health")
+def health(
+    predictor: Predictor = Depends(get_predictor), engine: Engine = Depends(get_engine)
+) -> HealthPublic:
+    try:
+        version: str | None = predictor.load().info.version
+    except LookalikeError:
+        version = None
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        database = "ok"
+    except Exception as exc:
+        log.warning("health: database check failed: %s", exc)
+        database = "error"
+    ok = version is not None and database == "ok"
+    return HealthPublic(
+        status="ok" if ok else "degraded",
+        model=version,
+        database=database,
+    )

@@ -1,0 +1,172 @@
+"""Request and response bodies (pydantic). ``XCreate`` comes in, ``XPublic`` goes out; lists
+are ``{"data": [...], "count": n}``. Nothing here ever carries a file path."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Client = Literal["web", "api"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorPublic(BaseModel):
+    """Every non-2xx answer."""
+
+    error: ErrorDetail
+
+
+# --- predictions ---------------------------------------------------------------------------
+
+
+class PredictionFromUpload(_In):
+    """JSON body of ``POST /api/predictions`` for a photo sent to a signed upload URL."""
+
+    upload_key: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    face_index: int | None = Field(None, ge=0, le=1000)
+    consent: bool = False
+    client: Client = "api"
+
+
+class LabelProbability(BaseModel):
+    label: str
+    probability: float
+
+
+class NeighbourPublic(BaseModel):
+    label: str
+    similarity: float
+    url: str = Field(description="/api/images/{sha256} of the reference photo")
+
+
+class FacePublic(BaseModel):
+    box: list[float] = Field(description="x, y, width, height in pixels of the photo")
+    landmarks: list[list[float]]
+    score: float
+
+
+class PredictionPublic(BaseModel):
+    """The answer to a photo (or a webcam burst)."""
+
+    id: str
+    created_at: datetime
+    label: str | None = Field(description="Best class, or null when there is no strong match")
+    best_label: str = Field(description="Top of the ranking, even when the match is weak")
+    probability: float
+    no_strong_match: bool
+    match_score: float
+    threshold: float
+    probabilities: list[LabelProbability]
+    nearest: list[NeighbourPublic]
+    faces_found: int
+    faces: list[FacePublic]
+    face_index: int | None
+    face_box: list[float] | None
+    frames_used: int
+    skipped_frames: list[str]
+    model_version: str
+    latency_ms: float
+    face_crop: str | None = Field(description="data: URL (JPEG) of the face region")
+    class_image_url: str | None
+    consent: bool
+    deletion_token: str | None = Field(
+        description="Only when consent was given and the photo kept; shown once"
+    )
+
+
+class FeedbackCreate(_In):
+    feedback: Literal["like", "dislike"]
+    label: str | None = Field(
+        None, max_length=255, description="The class it should have been (optional)"
+    )
+
+
+class PredictionSummary(BaseModel):
+    id: str
+    created_at: datetime
+    model_version: str
+    label: str | None
+    best_label: str
+    probability: float
+    no_strong_match: bool
+    client: Client
+    consent: bool
+    photo_kept: bool
+    feedback: Literal["like", "dislike"] | None
+    feedback_label: str | None
+    feedback_at: datetime | None
+
+
+# --- uploads -------------------------------------------------------------------------------
+
+
+class UploadCreate(_In):
+    content_type: str = Field(min_length=1, max_length=100, examples=["image/jpeg"])
+    size: int = Field(gt=0, description="Size of the photo in bytes")
+
+
+class UploadPublic(BaseModel):
+    key: str
+    url: str = Field(description="Signed URL: PUT the raw bytes there with the same Content-Type")
+    method: Literal["PUT"] = "PUT"
+    content_type: str
+    expires_at: datetime
+    max_bytes: int
+
+
+class UploadReceived(BaseModel):
+    key: str
+    size: int
+    received_at: datetime
+
+
+# --- classes, models, health ---------------------------------------------------------------
+
+
+class ClassPublic(BaseModel):
+    name: str
+    images: int
+    image_url: str | None
+
+
+class ClassList(BaseModel):
+    data: list[ClassPublic]
+    count: int
+
+
+class ModelMetrics(BaseModel):
+    accuracy: float | None
+    macro_f1: float | None
+    n: int | None
+
+
+class ModelPublic(BaseModel):
+    version: str
+    created_at: str
+    backbone: str
+    backbone_key: str
+    head: str
+    labels: list[str]
+    classes: int
+    gallery_images: int
+    threshold: float
+    metrics: ModelMetrics
+    test_version: int
+    dataset_revision: int
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok", "degraded"]
+    model: str | None
+    database: Literal["ok", "error"]

@@ -1,0 +1,128 @@
+"""The prediction log and the signed-upload ledger (SQLAlchemy 2 typed ORM).
+
+Portable across SQLite and PostgreSQL: JSON is ``sqlalchemy.JSON`` and every timestamp is a
+:class:`UTCDateTime`, which refuses naive datetimes and always hands back timezone-aware UTC
+datetimes (SQLite stores no offset; PostgreSQL answers in the session's time zone).
+
+The schema itself is created by the Alembic migrations in ``lookalike/db/migrations``; these
+classes must stay in step with them (``tests/test_db.py`` compares the two).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Float, Integer, MetaData, String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Stable constraint/index names, so later migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CLIENTS = ("web", "api")
+FEEDBACKS = ("like", "dislike")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (what every timestamp column holds)."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A random prediction id: uuid4 as 32 hex characters."""
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that only takes aware datetimes and returns aware UTC ones."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"naive datetime {value.isoformat()} refused: store timezone-aware datetimes"
+                " (datetime.now(UTC))"
+            )
+        value = value.astimezone(UTC)
+        # SQLite keeps no offset: store the UTC wall time and re-attach UTC when reading.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Prediction(Base):
+    """One answered prediction request (a photo or a webcam burst of one person)."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        CheckConstraint("client IN ('web', 'api')", name="client"),
+        CheckConstraint("feedback IS NULL OR feedback IN ('like', 'dislike')", name="feedback"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True, default=utcnow)
+    model_version: Mapped[str] = mapped_column(String(255))
+    # None when the best match is too weak ("no strong match"); best_label is always set.
+    label: Mapped[str | None] = mapped_column(String(255), index=True)
+    best_label: Mapped[str] = mapped_column(String(255))
+    probability: Mapped[float] = mapped_column(Float)
+    # [{"label": str, "probability": float}, ...] for every class of the model.
+    probabilities: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    match_score: Mapped[float] = mapped_column(Float)
+    no_strong_match: Mapped[bool] = mapped_column(Boolean, default=False)
+    faces_found: Mapped[int] = mapped_column(Integer)
+    face_index: Mapped[int | None] = mapped_column(Integer)
+    frames_used: Mapped[int] = mapped_column(Integer, default=1)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    client: Mapped[str] = mapped_column(String(16), default="api")
+    consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set only with consent: the object-store key of the kept photo.
+    storage_key: Mapped[str | None] = mapped_column(String(255))
+    # sha256 hex of the deletion token; the token itself is shown once and never stored.
+    deletion_token_hash: Mapped[str | None] = mapped_column(String(64))
+    feedback: Mapped[str | None] = mapped_column(String(16))
+    feedback_label: Mapped[str | None] = mapped_column(String(255))
+    feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"Prediction(id={self.id!r}, label={self.label!r}, created_at={self.created_at!r})"
+
+
+class Upload(Base):
+    """A signed upload URL handed out by ``POST /api/uploads`` and its lifecycle."""
+
+    __tablename__ = "uploads"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    content_type: Mapped[str] = mapped_column(String(100))
+    max_bytes: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"Upload(key={self.key!r}, expires_at={self.expires_at!r})"

@@ -1,0 +1,167 @@
+"""Object storage for uploaded and consented photos (fsspec; a local directory by default).
+
+Keys are relative, slash-separated paths such as ``uploads/<key>`` or
+``consented/<prediction id>``: segments of ``[A-Za-z0-9_.-]`` that do not start with a dot
+(so no ``..``, no hidden files, no absolute paths). Writes are atomic: the bytes go to a
+hidden temporary file next to the target, which is then renamed over it, so a reader sees the
+old object or the new one, never half of one.
+
+Layout under ``settings.home``::
+
+    objects/uploads/<key>
+    objects/consented/<prediction id>
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
+
+from lookalike.config import Settings
+from lookalike.errors import InvalidInput, NotFound
+
+MAX_KEY_LENGTH = 512
+_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+_TMP_SUFFIX = ".tmp"
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` when it is a safe object key; raise ``InvalidInput`` (storage.bad_key)."""
+    reason = None
+    if not isinstance(key, str) or not key:
+        reason = "a key must be a non-empty string"
+    elif len(key) > MAX_KEY_LENGTH:
+        reason = f"a key must be at most {MAX_KEY_LENGTH} characters"
+    elif key.startswith("/"):
+        reason = "a key must be relative, not an absolute path"
+    elif not all(_SEGMENT.fullmatch(segment) for segment in key.split("/")):
+        reason = (
+            "a key is '/'-separated segments of letters, digits, '_', '.', '-'"
+            " that do not start with '.' (no '..', no empty segments)"
+        )
+    if reason is not None:
+        raise InvalidInput(
+            f"invalid object key {key!r}: {reason}", code="storage.bad_key", details={"key": key}
+        )
+    return key
+
+
+def _validate_prefix(prefix: str) -> str:
+    if prefix == "":
+        return prefix
+    validate_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
+class ObjectStore:
+    """Bytes by key in an fsspec filesystem (default: ``LocalFileSystem`` at ``home/objects``).
+
+    ``content_type`` is accepted by :meth:`put` for parity with object stores that keep it
+    (S3 and friends); the local store does not record it: callers keep it in the database.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        fs: AbstractFileSystem | None = None,
+        root: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.fs: AbstractFileSystem = fs if fs is not None else LocalFileSystem()
+        if root is None:
+            root = str((Path(settings.home) / "objects").resolve())
+        self.root = root.rstrip("/")
+        self._local = isinstance(self.fs, LocalFileSystem)
+
+    def path(self, key: str) -> str:
+        """The filesystem path of ``key`` (validated)."""
+        return f"{self.root}/{validate_key(key)}"
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """Store ``data`` under ``key`` atomically (replaces an existing object)."""
+        path = self.path(key)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidInput("object data must be bytes", code="storage.bad_data")
+        parent, _, name = path.rpartition("/")
+        tmp = f"{parent}/.{name}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
+        self.fs.makedirs(parent, exist_ok=True)
+        try:
+            with self.fs.open(tmp, "wb") as f:
+                f.write(bytes(data))
+                if self._local:
+                    f.flush()
+                    os.fsync(f.fileno())
+            if self._local:
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)  # atomic on POSIX, replaces an existing object
+            else:
+                self.fs.mv(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError, OSError):
+                self.fs.rm_file(tmp)
+            raise
+
+    def get(self, key: str) -> bytes:
+        """The bytes of ``key``; ``NotFound`` (storage.not_found) when there is no such object."""
+        path = self.path(key)
+        try:
+            data = self.fs.cat_file(path)
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound(
+                f"no object with key {key!r}", code="storage.not_found", details={"key": key}
+            ) from None
+        return bytes(data)
+
+    def exists(self, key: str) -> bool:
+        path = self.path(key)
+        return bool(self.fs.isfile(path))
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True when an object was removed, False when there was none."""
+        path = self.path(key)
+        try:
+            if not self.fs.isfile(path):
+                return False
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def mtime(self, key: str) -> datetime:
+        """When ``key`` was last written (timezone-aware UTC); ``NotFound`` when missing."""
+        path = self.path(key)
+        try:
+            modified = self.fs.modified(path)
+        except FileNotFoundError:
+            raise NotFound(
+                f"no object with key {key!r}", code="storage.not_found", details={"key": key}
+            ) from None
+        if modified.tzinfo is None:
+            modified = modified.replace(tzinfo=UTC)
+        return modified.astimezone(UTC)
+
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        """Keys starting with ``prefix`` (e.g. ``"uploads/"``), sorted; temp files skipped."""
+        _validate_prefix(prefix)
+        # Walk only the deepest directory the prefix names, not the whole store.
+        directory = prefix.rpartition("/")[0]
+        base = f"{self.root}/{directory}" if directory else self.root
+        if not self.fs.isdir(base):
+            return
+        start = len(self.root) + 1
+        for path in sorted(self.fs.find(base)):
+            key = path[start:] if path.startswith(self.root + "/") else None
+            if key is None or not key.startswith(prefix):
+                continue
+            if any(segment.startswith(".") for segment in key.split("/")):
+                continue  # an in-flight temporary file
+            yield key

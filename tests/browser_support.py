@@ -1,0 +1,124 @@
+"""Helpers for the browser tests: a trained data dir, the real server in a thread, Chromium.
+
+The browser is Debian's Chromium (``/usr/bin/chromium``, or ``$LOOKALIKE_CHROMIUM``) driven by
+the ``playwright`` package; Playwright's own browser download is never used. Its fake camera
+plays a ``.y4m`` file, so the webcam path runs end to end without a camera.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from lookalike.config import Settings
+from lookalike.data.importers import import_images
+from lookalike.training.train import TrainReport, train
+
+CHROMIUM = Path(os.environ.get("LOOKALIKE_CHROMIUM", "/usr/bin/chromium"))
+
+PEOPLE = [f"s{i}" for i in range(1, 9)]  # the classes the browser tests' model knows
+IMPORTED = slice(0, 8)  # photos 1-8 are imported; 9 and 10 are held out
+HELD_OUT = 9  # index of a photo the model never saw (ORL photo 10)
+
+
+def chromium_args(y4m: Path) -> list[str]:
+    return [
+        "--no-sandbox",
+        "--headless=new",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+    ]
+
+
+def build_home(root: Path, orl: dict[str, list[Path]]) -> tuple[Settings, TrainReport]:
+    """Import ``PEOPLE`` x 8 ORL photos with the face backbone into ``root/home`` and train."""
+    source = root / "source"
+    for person in PEOPLE:
+        folder = source / person
+        folder.mkdir(parents=True)
+        for photo in orl[person][IMPORTED]:
+            shutil.copy(photo, folder / photo.name)
+    settings = Settings(
+        home=root / "home",
+        backbone="face",
+        rate_limit_per_minute=0,  # a test run fires many requests from one client
+        secret_key="browser-test-secret-0123456789abcdef",
+    )
+    import_images(source, settings)
+    return settings, train(settings)
+
+
+def png_bytes(path: Path) -> bytes:
+    """Any image file (e.g. an ORL PGM) as PNG bytes, as a browser would upload it."""
+    with Image.open(path) as img:
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, "PNG")
+        return buf.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get_json(url: str, timeout: float = 5.0) -> Any:
+    import json
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+@contextmanager
+def running_server(app: Any, startup_timeout: float = 60.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free port in a daemon thread; yields the base URL.
+
+    Returns once ``GET /api/health`` answers 200; stops the server on exit.
+    """
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(
+        app=app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-browser-tests", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + startup_timeout
+    last: Exception | None = None
+    try:
+        while True:
+            if not thread.is_alive():
+                raise RuntimeError(f"the test server stopped during startup (last error: {last})")
+            try:
+                with urllib.request.urlopen(base + "/api/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+                last = exc
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the test server did not answer /api/health: {last}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

@@ -1,0 +1,407 @@
+"""The public page in a real browser (Debian's Chromium via Playwright) against the real app.
+
+One server per module: a small face model trained on 8 ORL people, the FastAPI app served by
+uvicorn in a thread, SQLite in the data dir. The webcam is Chromium's fake camera playing a
+face video. Every test leaves a screenshot in ``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_support import (
+    CHROMIUM,
+    HELD_OUT,
+    PEOPLE,
+    build_home,
+    chromium_args,
+    get_json,
+    png_bytes,
+    running_server,
+)
+
+from lookalike.config import Settings
+from lookalike.sample_data import video_to_y4m
+
+pytestmark = pytest.mark.browser
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'lookalike[dev]'")
+expect = sync_api.expect
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+Orl = dict[str, list[Path]]
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Settings:
+    settings, report = build_home(tmp_path_factory.mktemp("browser"), orl)
+    assert report.version == "m0001"
+    return settings
+
+
+@pytest.fixture(scope="module")
+def server(trained: Settings) -> Iterator[str]:
+    from lookalike.api import create_app
+
+    with running_server(create_app(trained)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def class_count(server: str) -> int:
+    return int(get_json(server + "/api/classes")["count"])
+
+
+@pytest.fixture(scope="module")
+def y4m(tmp_path_factory: pytest.TempPathFactory, pyfeat: dict[str, Path]) -> Path:
+    return video_to_y4m(pyfeat["single_face.mp4"], tmp_path_factory.mktemp("webcam") / "face.y4m")
+
+
+@pytest.fixture(scope="module")
+def browser(y4m: Path) -> Iterator[Any]:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=chromium_args(y4m))
+        yield browser
+        browser.close()
+
+
+def _new_page(
+    browser: Any, request: pytest.FixtureRequest, **context_options: Any
+) -> Iterator[Any]:
+    """A fresh context + page; leaves a screenshot and fails on uncaught page errors."""
+    context = browser.new_context(permissions=["camera"], **context_options)
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    yield page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    finally:
+        context.close()
+    assert not page_errors, f"uncaught errors in the page: {page_errors}"
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield from _new_page(browser, request, viewport={"width": 1280, "height": 900})
+
+
+@pytest.fixture
+def phone_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield from _new_page(
+        browser, request, viewport={"width": 375, "height": 700}, is_mobile=True, has_touch=True
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def is_prediction_post(response: Any) -> bool:
+    return response.request.method == "POST" and response.url.endswith("/api/predictions")
+
+
+class PostBodies:
+    """Records the bodies of ``POST /api/predictions`` requests (routed, so Chromium hands
+    over blob-backed multipart bodies, which ``response.request.post_data_buffer`` lacks)."""
+
+    def __init__(self, page: Any) -> None:
+        self.bodies: list[bytes] = []
+        page.route("**/api/predictions", self._record)
+
+    def _record(self, route: Any, request: Any) -> None:
+        if request.method == "POST":
+            self.bodies.append(request.post_data_buffer or b"")
+        route.continue_()
+
+    def last(self) -> dict[str, list[bytes]]:
+        assert self.bodies, "no POST /api/predictions was sent"
+        return form_fields(self.bodies[-1])
+
+
+def upload(page: Any, name: str, data: bytes, mime: str = "image/png") -> Any:
+    """Choose a file in ``#file-input``; returns the ``POST /api/predictions`` response."""
+    with page.expect_response(is_prediction_post) as info:
+        page.set_input_files(
+            "#file-input", files=[{"name": name, "mimeType": mime, "buffer": data}]
+        )
+    return info.value
+
+
+def drop(page: Any, name: str, data: bytes, mime: str = "image/png") -> Any:
+    """Drop a file on ``#drop-zone``; returns the ``POST /api/predictions`` response."""
+    transfer = page.evaluate_handle(
+        """([name, b64, mime]) => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, {type: mime}));
+            return transfer;
+        }""",
+        [name, base64.b64encode(data).decode("ascii"), mime],
+    )
+    page.dispatch_event("#drop-zone", "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event("#drop-zone", "dragover", {"dataTransfer": transfer})
+    expect(page.locator("#drop-zone")).to_have_class(re.compile(r"\bis-over\b"))
+    with page.expect_response(is_prediction_post) as info:
+        page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
+    return info.value
+
+
+def form_fields(body: bytes) -> dict[str, list[bytes]]:
+    """``{name: [values]}`` of a multipart body (file parts: their bytes)."""
+    boundary = body.split(b"\r\n", 1)[0]
+    fields: dict[str, list[bytes]] = {}
+    for part in body.split(boundary)[1:-1]:
+        head, _, value = part.strip(b"\r\n").partition(b"\r\n\r\n")
+        match = re.search(rb'name="([^"]+)"', head)
+        if match:
+            fields.setdefault(match.group(1).decode(), []).append(value)
+    return fields
+
+
+def held_out(orl: Orl, person: str) -> bytes:
+    return png_bytes(orl[person][HELD_OUT])
+
+
+def db_prediction(settings: Settings, prediction_id: str) -> Any:
+    from lookalike.db import Prediction, make_engine, session_factory
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with session_factory(engine)() as session:
+            row = session.get(Prediction, prediction_id)
+            assert row is not None, f"prediction {prediction_id} is not in the database"
+            session.expunge(row)
+            return row
+    finally:
+        engine.dispose()
+
+
+def wait_images_loaded(page: Any, selector: str) -> None:
+    page.wait_for_function(
+        """sel => {
+            const imgs = [...document.querySelectorAll(sel)];
+            return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);
+        }""",
+        arg=selector,
+    )
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+def test_webcam_burst(page: Any, server: str, class_count: int) -> None:
+    posts = PostBodies(page)
+    page.goto(server)
+    expect(page.locator("#webcam-capture")).to_be_disabled()
+    page.click("#webcam-start")
+    page.wait_for_function(
+        """() => {
+            const v = document.getElementById('video');
+            return v.readyState >= 2 && !v.paused && v.videoWidth > 0;
+        }"""
+    )
+    expect(page.locator("#webcam-capture")).to_be_enabled()
+    with page.expect_response(is_prediction_post, timeout=30_000) as info:
+        page.click("#webcam-capture")
+    response = info.value
+    fields = posts.last()
+    assert len(fields["photo"]) == 5
+    assert all(p.startswith(b"\xff\xd8\xff") for p in fields["photo"])  # JPEG frames
+    assert fields["client"] == [b"web"]
+    assert fields["consent"] == [b"false"]
+    assert "face_index" not in fields
+    assert response.status == 201, response.text()
+    answer = response.json()
+    assert answer["frames_used"] >= 1
+
+    expect(page.locator("#result")).to_be_visible()
+    expect(page.locator("#error")).to_be_hidden()
+    if answer["no_strong_match"]:
+        expect(page.locator("#no-match")).to_be_visible()
+        expect(page.locator("#no-match")).to_contain_text("No strong match")
+    else:
+        expect(page.locator("#match-name")).to_have_text(answer["label"])
+    expect(page.locator("#probabilities .prob-row")).to_have_count(class_count)
+    expect(page.locator("#face-crop")).to_be_visible()
+
+
+def test_upload_known_person(page: Any, server: str, orl: Orl, class_count: int) -> None:
+    posts = PostBodies(page)
+    page.goto(server)
+    response = upload(page, "visitor.png", held_out(orl, "s3"))
+    assert response.status == 201, response.text()
+    fields = posts.last()
+    assert len(fields["photo"]) == 1 and fields["client"] == [b"web"]
+
+    expect(page.locator("#result")).to_be_visible()
+    expect(page.locator("#match-name")).to_have_text("s3")
+    expect(page.locator("#no-match")).to_be_hidden()
+    rows = page.locator("#probabilities .prob-row")
+    expect(rows).to_have_count(class_count)
+    labels = rows.evaluate_all("rows => rows.map(r => r.dataset.label)")
+    assert sorted(labels) == sorted(PEOPLE) and labels[0] == "s3"
+    widths = page.eval_on_selector_all(
+        "#probabilities .prob-bar", "bars => bars.map(b => parseFloat(b.style.width))"
+    )
+    assert widths == sorted(widths, reverse=True) and widths[0] > 50
+    assert abs(sum(widths) - 100) < 1.5
+    first = rows.first
+    expect(first.locator(".prob-value")).to_have_text(re.compile(r"^\d+\.\d%$"))
+
+    nearest = page.locator("#nearest img")
+    expect(nearest).to_have_count(len(response.json()["nearest"]))
+    wait_images_loaded(page, "#nearest img")
+    wait_images_loaded(page, "#face-crop")
+    expect(page.locator("#nearest figcaption").first).to_contain_text("similarity")
+    expect(page.locator("#face-picker-box")).to_be_hidden()
+    expect(page.locator("#deletion")).to_be_hidden()
+
+
+def test_face_picker(page: Any, server: str, two_faces_png: Path) -> None:
+    posts = PostBodies(page)
+    page.goto(server)
+    first = upload(page, "two.png", two_faces_png.read_bytes())
+    assert first.status == 201, first.text()
+    assert first.json()["faces_found"] == 2
+    buttons = page.locator("#face-picker button[data-face-index]")
+    expect(buttons).to_have_count(2)
+    expect(buttons.nth(0)).to_have_text("Face 1")
+    chosen = first.json()["face_index"]
+    expect(buttons.nth(chosen)).to_have_attribute("aria-pressed", "true")
+    crop_before = page.get_attribute("#face-crop", "src")
+    name_before = page.locator("#match-name, #no-match").filter(visible=True).inner_text()
+
+    other = 1 - chosen
+    with page.expect_response(is_prediction_post) as info:
+        buttons.nth(other).click()
+    second = info.value
+    assert second.status == 201, second.text()
+    assert posts.last()["face_index"] == [str(other).encode()]
+    assert form_fields(posts.bodies[0])["photo"] == posts.last()["photo"]  # same photo again
+    assert second.json()["face_index"] == other
+    expect(buttons.nth(other)).to_have_attribute("aria-pressed", "true")
+    page.wait_for_function(
+        "before => document.getElementById('face-crop').src !== before", arg=crop_before
+    )
+    name_after = page.locator("#match-name, #no-match").filter(visible=True).inner_text()
+    assert name_before != name_after
+
+
+def test_not_an_image(page: Any, server: str, orl: Orl, trained: Settings) -> None:
+    page.goto(server)
+    assert drop(page, "visitor.png", held_out(orl, "s2")).status == 201
+    expect(page.locator("#result")).to_be_visible()
+    expect(page.locator("#match-name")).to_have_text("s2")
+
+    response = upload(page, "photo.jpg", b"hello, I am a text file\n" * 10, "image/jpeg")
+    assert response.status == 422
+    message = response.json()["error"]["message"]
+    error = page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error).to_have_text(message)
+    expect(error).to_contain_text(re.compile("not an image", re.IGNORECASE))
+    expect(page.locator("#result")).to_be_hidden()
+
+    # too large: refused in the page, before sending anything
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.method == "POST" else None)
+    huge = page.evaluate_handle(  # made in the page: sending 15 MB over CDP takes seconds
+        """size => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(size)], "huge.jpg", {type: "image/jpeg"}));
+            return transfer;
+        }""",
+        trained.max_image_bytes + 1,
+    )
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": huge})
+    expect(error).to_contain_text("at most 15.0 MB")
+    assert sent == []
+
+
+def test_like(page: Any, server: str, orl: Orl, trained: Settings) -> None:
+    page.goto(server)
+    response = upload(page, "visitor.png", held_out(orl, "s5"))
+    prediction_id = response.json()["id"]
+    with page.expect_response(lambda r: r.url.endswith(f"/{prediction_id}/feedback")) as info:
+        page.click("#like")
+    assert info.value.status == 200, info.value.text()
+    assert info.value.request.post_data_json == {"feedback": "like"}
+    expect(page.locator("#feedback-status")).to_contain_text("Thanks")
+    expect(page.locator("#like")).to_have_attribute("aria-pressed", "true")
+
+    row = db_prediction(trained, prediction_id)
+    assert row.feedback == "like"
+    assert row.client == "web" and row.consent is False and row.storage_key is None
+
+    # changing one's mind: dislike, then name who it should have been
+    page.click("#dislike")
+    expect(page.locator("#correction")).to_be_visible()
+    page.select_option("#correction-label", "s1")
+    with page.expect_response(lambda r: r.url.endswith(f"/{prediction_id}/feedback")) as info:
+        page.click("#send-correction")
+    assert info.value.request.post_data_json == {"feedback": "dislike", "label": "s1"}
+    expect(page.locator("#feedback-status")).to_contain_text("s1")
+    row = db_prediction(trained, prediction_id)
+    assert (row.feedback, row.feedback_label) == ("dislike", "s1")
+
+
+def test_consent_and_delete(page: Any, server: str, orl: Orl, trained: Settings) -> None:
+    from lookalike.storage import ObjectStore
+
+    posts = PostBodies(page)
+    page.goto(server)
+    consent = page.locator("#consent")
+    expect(consent).not_to_be_checked()
+    consent.check()
+    response = upload(page, "visitor.png", held_out(orl, "s6"))
+    assert response.status == 201, response.text()
+    assert posts.last()["consent"] == [b"true"]
+    answer = response.json()
+    token = answer["deletion_token"]
+    assert token
+    expect(page.locator("#deletion-token")).to_have_text(token)
+    expect(page.locator("#delete-photo")).to_be_visible()
+
+    row = db_prediction(trained, answer["id"])
+    assert row.consent is True and row.storage_key
+    store = ObjectStore(trained)
+    assert store.exists(row.storage_key)
+
+    is_delete: Callable[[Any], bool] = lambda r: r.request.method == "DELETE"  # noqa: E731
+    with page.expect_response(is_delete) as info:
+        page.click("#delete-photo")
+    assert info.value.status == 204, info.value.text()
+    assert info.value.request.headers["x-deletion-token"] == token
+    expect(page.locator("#deletion-status")).to_contain_text("deleted")
+    expect(page.locator("#delete-photo")).to_be_hidden()
+    assert db_prediction(trained, answer["id"]).storage_key is None
+    assert not store.exists(row.storage_key)
+
+
+def test_phone_width(phone_page: Any, server: str, orl: Orl) -> None:
+    page = phone_page
+    page.goto(server)
+    no_scroll = "() => document.scrollingElement.scrollWidth"
+    assert page.evaluate(no_scroll) <= 375
+    assert upload(page, "visitor.png", held_out(orl, "s4")).status == 201
+    expect(page.locator("#match-name")).to_have_text("s4")
+    wait_images_loaded(page, "#nearest img")
+    assert page.evaluate(no_scroll) <= 375
+    # every control has an accessible name
+    for selector in ("#file-input", "#consent", "#webcam-start", "#like", "#dislike"):
+        name = page.locator(selector).evaluate(
+            "e => (e.labels && e.labels.length ? e.labels[0].textContent : e.textContent).trim()"
+        )
+        assert name, selector
