@@ -116,24 +116,41 @@ def test_logistic_head_needs_two_classes() -> None:
     assert exc.value.code == "train.too_few_classes"
 
 
-def test_logistic_temperature_is_calibrated_on_validation() -> None:
+def test_temperature_fitted_on_validation_carries_over_to_new_photos() -> None:
     # Overlapping clusters: the validation set decides how sharp the probabilities should be,
     # and that choice carries over to photos neither fit nor calibration saw.
     x, y, _ = clusters(4, 20, noise=2.0)
     x_val, y_val, _ = clusters(4, 25, noise=2.0, seed=5)
     x_new, y_new, _ = clusters(4, 50, noise=2.0, seed=6)
-    uncalibrated = LogisticHead()
-    uncalibrated.fit(x, y, 4)
-    calibrated = LogisticHead()
-    calibrated.fit(x, y, 4, x_val, y_val)
-    assert uncalibrated.temperature == 1.0
-    assert calibrated.temperature != 1.0
-    np.testing.assert_array_equal(  # a positive scale never changes the ranking
-        calibrated.predict_proba(x_new).argmax(1), uncalibrated.predict_proba(x_new).argmax(1)
-    )
-    assert nll(calibrated.predict_proba(x_new), y_new) < nll(
-        uncalibrated.predict_proba(x_new), y_new
-    )
+    head = LogisticHead()
+    head.fit(x, y, 4)
+    assert head.temperature == 1.0
+    s = fit_temperature(head._logits(x_val), y_val)
+    assert s != 1.0
+    uncalibrated = head.predict_proba(x_new)
+    head.temperature = s
+    calibrated = head.predict_proba(x_new)
+    np.testing.assert_array_equal(calibrated.argmax(1), uncalibrated.argmax(1))
+    assert nll(calibrated, y_new) < nll(uncalibrated, y_new)
+
+
+def test_calibration_keeps_strangers_flat_when_validation_is_all_right() -> None:
+    # Well-separated classes: every validation photo is right, so plain NLL would sharpen
+    # without end and show a stranger (a sixth cluster) as a near-certain lookalike.
+    x, y, _ = clusters(6, 10, noise=0.3, centres_seed=3)
+    known, known_y = x[y < 5], y[y < 5]
+    stranger = x[y == 5]
+    x_val, y_val, _ = clusters(6, 6, noise=0.3, seed=7, centres_seed=3)
+    keep = y_val < 5
+    head = LogisticHead()
+    head.fit(known, known_y, 5, x_val[keep], y_val[keep])
+    sharp = fit_temperature(head._logits(x_val[keep]), y_val[keep])  # no stranger term
+    assert head.temperature < sharp
+    assert (head.predict_proba(x_val[keep]).argmax(1) == y_val[keep]).all()
+    assert head.predict_proba(x_val[keep]).max(1).mean() > 0.6  # known people stay clear
+    assert head.predict_proba(stranger).max(1).mean() < 0.6  # strangers are not "99% X"
+    head.temperature = sharp
+    assert head.predict_proba(stranger).max(1).mean() > 0.8  # what the stranger term prevents
 
 
 def test_gallery_head_class_scores_are_mean_of_top_k() -> None:

@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest HTTP request body, refused before it is read.",
     )
+    request_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A request whose body stalls this long is answered 408 (slow clients).",
+    )
     max_photos_per_request: int = Field(
         8, ge=1, description="Most photos in one prediction request (a webcam burst)."
     )

@@ -128,6 +128,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static", check_dir=False), name="static")
     # add_middleware wraps: the last one added is the outermost.
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        read_timeout=settings.request_timeout_seconds,
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

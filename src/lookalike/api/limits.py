@@ -12,6 +12,7 @@ process: with several workers each keeps its own count.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
@@ -53,11 +54,14 @@ class _BodyTooLarge(ApiError):
 
 
 class BodySizeLimit:
-    """Refuse request bodies larger than ``max_bytes`` (declared or streamed)."""
+    """Refuse request bodies larger than ``max_bytes`` (declared or streamed), and bodies that
+    stall: a client that sends nothing for ``read_timeout`` seconds gets 408 (a slow client
+    must not hold a connection and a worker forever)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,11 +83,18 @@ class BodySizeLimit:
 
         received = 0
         exceeded = False
+        timed_out = False
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received, exceeded
-            message = await receive()
+            nonlocal received, exceeded, timed_out
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout)
+            except TimeoutError:
+                timed_out = exceeded = True  # answered below, like an oversized body
+                raise _BodyTooLarge(
+                    "timeout", code="request.timeout", status=408, details={}
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
@@ -110,7 +121,17 @@ class BodySizeLimit:
             if not exceeded or started:
                 raise
         if exceeded and not started:
-            await _send(send, too_large(self.max_bytes))
+            if timed_out:
+                await _send_error(
+                    send,
+                    408,
+                    "request.timeout",
+                    f"The request body stalled for more than {self.read_timeout:g} s. Check the"
+                    " connection and send the photo again.",
+                    {"read_timeout_seconds": self.read_timeout},
+                )
+            else:
+                await _send(send, too_large(self.max_bytes))
 
 
 async def _send(send: Send, exc: ApiError) -> None:

@@ -22,13 +22,30 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """Scale ``s`` minimising the NLL of softmax(s * logits) on held-out data (calibration)."""
+def fit_temperature(logits: np.ndarray, y: np.ndarray, strangers: bool = False) -> float:
+    """Scale ``s`` minimising the NLL of softmax(s * logits) on held-out data (calibration).
+
+    ``strangers``: also ask that a photo scored without its own class (what a visitor who is
+    nobody in the gallery looks like to the model) gets flat probabilities over the others.
+    Without that term, a validation set the head gets all right pushes ``s`` to the end of
+    the grid and every stranger is shown as a 99% lookalike of someone.
+    """
     if len(y) == 0:
         return 1.0
+    rows = np.arange(len(y))
+    masked = logits.astype(np.float64).copy()
+    masked[rows, y] = -np.inf
+    others = np.isfinite(masked)
     grid = np.logspace(-2, 3, 121)
-    nll = [-np.log(softmax(s * logits)[np.arange(len(y)), y] + 1e-12).mean() for s in grid]
-    return float(grid[int(np.argmin(nll))])
+    losses = []
+    for s in grid:
+        loss = -np.log(softmax(s * logits)[rows, y] + 1e-12).mean()
+        if strangers and logits.shape[1] > 2:
+            p = softmax(s * np.where(others, masked, -1e30))
+            flat = -(np.where(others, np.log(p + 1e-12), 0.0).sum(axis=1) / others.sum(axis=1))
+            loss += float((flat - np.log(others.sum(axis=1))).mean())  # 0 when flat
+        losses.append(loss)
+    return float(grid[int(np.argmin(losses))])
 
 
 class ClassAggregator:
@@ -147,7 +164,7 @@ class LogisticHead(Head):
         self.coef[model.classes_] = coef
         self.intercept[model.classes_] = intercept
         if x_val is not None and y_val is not None and len(y_val):
-            self.temperature = fit_temperature(self._logits(x_val), y_val)
+            self.temperature = fit_temperature(self._logits(x_val), y_val, strangers=True)
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x @ self.coef.T + self.intercept, dtype=np.float64)
@@ -200,7 +217,9 @@ class GalleryHead(Head):
         self.n_classes = n_classes
         self._agg = None
         if x_val is not None and y_val is not None and len(y_val):
-            self.scale = fit_temperature(self.class_scores(x_val).astype(np.float64), y_val)
+            self.scale = fit_temperature(
+                self.class_scores(x_val).astype(np.float64), y_val, strangers=True
+            )
 
     @property
     def aggregator(self) -> ClassAggregator:
