@@ -22,9 +22,14 @@ costs is measured and printed (client CPU ms per request, and the rate the same 
 reaches on ``GET /api/health``), as is the server's CPU ms per request (``/proc/<pid>/stat``).
 
 ``--stages`` (default on) also times the server path in this process, one photo at a time,
-stage by stage (decode, detect, align + embed, head, face crop JPEG, DB insert, response
-validation + JSON), on the same data dir, and the whole HTTP round trip minus those stages.
-The load average is printed: on a busy machine the numbers are low, not wrong.
+stage by stage (model pointer, decode, detect, align, embed, head, face crop JPEG, DB insert,
+response model + JSON), on the same data dir, next to the whole request through
+``TestClient`` (the difference: multipart parsing, routing, threadpool hops).
+
+``--server-env NAME=VALUE`` passes extra variables to the server (e.g. ``MALLOC_ARENA_MAX``);
+``--keep DIR`` builds the data dirs in DIR and keeps them (and the server logs). The load
+average is printed: on a busy machine the numbers are low, not wrong. On a 2-core VM, runs
+minutes apart differ by up to 15%; compare changes in alternating runs.
 """
 
 from __future__ import annotations
@@ -37,7 +42,6 @@ import platform
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -273,12 +277,15 @@ def run_load(
 
     def send(client: httpx.Client, i: int) -> tuple[float, str | None]:
         start = time.perf_counter()
-        if bodies:
-            r = client.post(url, content=bodies[i % len(bodies)], headers=HEADERS)
-            ok = r.status_code == 201
-        else:
-            r = client.get(url)
-            ok = r.status_code == 200
+        try:
+            if bodies:
+                r = client.post(url, content=bodies[i % len(bodies)], headers=HEADERS)
+                ok = r.status_code == 201
+            else:
+                r = client.get(url)
+                ok = r.status_code == 200
+        except httpx.TransportError as exc:  # refused, reset, timed out: an error, counted
+            return (time.perf_counter() - start) * 1000, f"{type(exc).__name__}: {exc}"
         elapsed = (time.perf_counter() - start) * 1000
         return elapsed, None if ok else f"{r.status_code} {r.text[:200]}"
 
@@ -374,7 +381,8 @@ def stage_breakdown(settings: Settings, photos: list[Path], repeat: int) -> dict
     with TestClient(app) as client:
         state = app.state
         predictor = state.predictor
-        model, backbone = predictor._load()
+        model, backbones = predictor._load()
+        backbone = backbones.wide  # what a lone request uses
         bodies = [multipart_body(p) for p in photos]
         for _ in range(repeat):
             totals: dict[str, float] = {}
@@ -457,35 +465,59 @@ def verdicts(result: Result) -> list[str]:
     out = []
     if result.concurrency == 1:
         p50 = result.pct(50)
-        out.append(f"p50 {p50:.1f}<={P50_TARGET_MS:.0f} {'PASS' if p50 <= P50_TARGET_MS else 'FAIL'}")
+        verdict = "PASS" if p50 <= P50_TARGET_MS else "FAIL"
+        out.append(f"p50 {p50:.1f}<={P50_TARGET_MS:.0f} {verdict}")
     else:
         ok = result.rate >= RATE_TARGET and result.errors == 0
         out.append(f"{result.rate:.1f}>={RATE_TARGET:.0f}/s, 0 err {'PASS' if ok else 'FAIL'}")
     return out
 
 
-def print_table(results: list[Result]) -> None:
-    header = (
-        f"{'model':<14} {'conc':>4} {'requests':>8} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7}"
-        f" {'p99 ms':>7} {'req/s':>6} {'srv cpu':>7} {'cli cpu':>7} {'RSS MB':>13}  target"
-    )
-    print(header)
-    print("-" * (len(header) + 26))
-    for r in results:
-        rss = f"{r.rss_before:.0f}->{r.rss_after:.0f}"
-        target = "; ".join(verdicts(r)) if r.name != "health" else "(client check)"
-        print(
-            f"{r.name:<14} {r.concurrency:>4} {r.requests:>8} {r.errors:>6} {r.pct(50):>7.1f}"
-            f" {r.pct(95):>7.1f} {r.pct(99):>7.1f} {r.rate:>6.1f}"
-            f" {r.server_cpu_s / r.requests * 1000:>7.1f} {r.client_cpu_s / r.requests * 1000:>7.2f}"
-            f" {rss:>13}  {target}"
-        )
-        for sample in r.error_samples:
-            print(f"    error: {sample}")
+HEADER = (
+    f"{'model':<14} {'conc':>4} {'requests':>8} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7}"
+    f" {'p99 ms':>7} {'req/s':>6} {'srv cpu':>7} {'cli cpu':>7} {'RSS MB':>13}  target"
+)
+
+
+def print_row(r: Result) -> None:
+    rss = f"{r.rss_before:.0f}->{r.rss_after:.0f}"
+    target = "; ".join(verdicts(r)) if r.name != "health" else "(client check)"
     print(
-        "srv cpu / cli cpu: CPU ms per request of the server process / of this client (all"
-        " threads);\nRSS: the server's VmRSS before -> after the row (after a warm-up of"
-        f" {WARMUP} requests)."
+        f"{r.name:<14} {r.concurrency:>4} {r.requests:>8} {r.errors:>6} {r.pct(50):>7.1f}"
+        f" {r.pct(95):>7.1f} {r.pct(99):>7.1f} {r.rate:>6.1f}"
+        f" {r.server_cpu_s / r.requests * 1000:>7.1f} {r.client_cpu_s / r.requests * 1000:>7.2f}"
+        f" {rss:>13}  {target}",
+        flush=True,
+    )
+    for sample in r.error_samples:
+        print(f"    error: {sample}")
+
+
+def print_memory(mem: Result, samples: list[tuple[int, float]]) -> None:
+    growth = mem.rss_after - mem.rss_before
+    ok = growth < MEMORY_TARGET_MB and mem.errors == 0
+    trail = ", ".join(f"{n}: {rss:.0f}" for n, rss in samples)
+    print(
+        f"memory: {mem.requests} requests at concurrency {mem.concurrency} ({mem.name}),"
+        f" {mem.errors} errors, {mem.rate:.1f} req/s, p50 {mem.pct(50):.1f} ms, p99"
+        f" {mem.pct(99):.1f} ms\n  server RSS MB by requests done: 0: {mem.rss_before:.0f},"
+        f" {trail}\n  RSS growth {growth:+.1f} MB (target < {MEMORY_TARGET_MB:.0f} MB over"
+        f" {mem.requests}) {'PASS' if ok else 'FAIL'}",
+        flush=True,
+    )
+    for sample in mem.error_samples:
+        print(f"    error: {sample}")
+
+
+def print_stages(name: str, parts: dict[str, float]) -> None:
+    whole = parts.pop("whole request (TestClient)")
+    total = sum(parts.values())
+    print(f"server path, {name}, in process, one photo at a time (ms/request, best of 3):")
+    print("  " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
+    print(
+        f"  sum of stages {total:.1f} ms; the whole request through TestClient {whole:.1f} ms"
+        f" (multipart parsing, routing, threadpool hops: {whole - total:+.1f} ms)",
+        flush=True,
     )
 
 
@@ -503,17 +535,27 @@ def main(argv: list[str] | None = None) -> int:
         "--stages", action=argparse.BooleanOptionalAction, default=True, help="stage timing"
     )
     parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment variable for the server (repeatable)",
+    )
+    parser.add_argument(
         "--keep", type=Path, default=None, help="build the data dirs here and keep them"
     )
     args = parser.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
     variants = [v.strip() == "on" for v in args.tta.split(",") if v.strip()]
+    server_env = dict(item.split("=", 1) for item in args.server_env)
 
     cpus = pin_cores(args.cores)
     print_machine(cpus)
     photos = sample_data.bench_photos(sample_data.default_cache_dir(), args.photos)
     bodies = [multipart_body(p) for p in photos]
     sizes = [p.stat().st_size for p in photos]
+    if server_env:
+        print(f"server environment: {server_env}")
     print(
         f"photos  : {len(photos)} x 640x480 JPEG with one face ({min(sizes) // 1024}-"
         f"{max(sizes) // 1024} KiB) from {photos[0].parent}; {args.requests} requests per row"
@@ -522,30 +564,35 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="lookalike-serve-bench-")
     root = args.keep or Path(tmp.name)
     root.mkdir(parents=True, exist_ok=True)
-    results: list[Result] = []
-    memory: tuple[Result, list[tuple[int, float]]] | None = None
-    stages: list[tuple[str, dict[str, float]]] = []
     try:
         for tta in variants:
             name = "face" if tta else "face no-TTA"
             home = root / ("home" if tta else "home-notta")
             settings = build_home(home, root / "demo-source", tta)
-            server = start_server(settings, root, {})
+            server = start_server(settings, root, server_env)
             try:
                 answer = check_answer(server, bodies[0])
                 print(
                     f"server  : pid {server.pid} on {server.url}, model"
                     f" {answer['model_version']}, RSS {server.rss_mb():.0f} MB after start;"
-                    f" first answer {answer['best_label']!r} ({answer['latency_ms']} ms)"
+                    f" first answer {answer['best_label']!r} ({answer['latency_ms']} ms)\n"
                 )
+                print(HEADER)
+                print("-" * (len(HEADER) + 26), flush=True)
                 if tta:
                     # What the client alone can do, on the same cores: far above the
                     # prediction rates means the client is not what limits them.
                     for c in concurrencies:
-                        health = run_load(server, "health", [], args.requests, c, path="/api/health")
-                        results.append(health)
+                        print_row(
+                            run_load(server, "health", [], args.requests, c, path="/api/health")
+                        )
                 for c in concurrencies:
-                    results.append(run_load(server, name, bodies, args.requests, c))
+                    print_row(run_load(server, name, bodies, args.requests, c))
+                print(
+                    "srv cpu / cli cpu: CPU ms per request of the server process / of this"
+                    " client (all threads);\nRSS: the server's VmRSS before -> after the row"
+                    f" (after a warm-up of {WARMUP} requests).\n"
+                )
                 if tta and args.memory_requests > 0:
                     samples: list[tuple[int, float]] = []
                     mem = run_load(
@@ -556,41 +603,17 @@ def main(argv: list[str] | None = None) -> int:
                         MEMORY_CONCURRENCY,
                         samples=samples,
                     )
-                    memory = (mem, samples)
+                    print_memory(mem, samples)
+                    print()
             finally:
                 server.stop()
             if args.stages:
-                stages.append((name, stage_breakdown(settings, photos[:20], 3)))
+                print_stages(name, stage_breakdown(settings, photos[:20], 3))
+                print()
     finally:
         if args.keep is None:
             tmp.cleanup()
-
-    print()
-    print_table(results)
-    if memory is not None:
-        mem, samples = memory
-        growth = mem.rss_after - mem.rss_before
-        ok = growth < MEMORY_TARGET_MB and mem.errors == 0
-        trail = ", ".join(f"{n}: {rss:.0f}" for n, rss in samples)
-        print(
-            f"\nmemory: {mem.requests} requests at concurrency {mem.concurrency}, {mem.errors}"
-            f" errors, {mem.rate:.1f} req/s, p50 {mem.pct(50):.1f} ms, p99 {mem.pct(99):.1f} ms"
-        )
-        print(f"  RSS MB by requests done: 0: {mem.rss_before:.0f}, {trail}")
-        print(
-            f"  RSS growth {growth:+.1f} MB (target < {MEMORY_TARGET_MB:.0f} MB over"
-            f" {mem.requests}) {'PASS' if ok else 'FAIL'}"
-        )
-    for name, parts in stages:
-        whole = parts.pop("whole request (TestClient)")
-        total = sum(parts.values())
-        print(f"\nserver path, {name}, in process, one photo at a time (ms/request, best of 3):")
-        print("  " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
-        print(
-            f"  sum of stages {total:.1f} ms; the whole request through TestClient {whole:.1f} ms"
-            f" (multipart parsing, routing, threadpool hops: {whole - total:+.1f} ms)"
-        )
-    print(f"\nload average at the end: {load()}")
+    print(f"load average at the end: {load()}")
     return 0
 
 

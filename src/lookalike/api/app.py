@@ -2,7 +2,8 @@
 
 ``create_app(settings)`` puts on ``app.state``: ``settings``, one ``predictor`` (loaded and
 warmed at start-up when a model exists; without one the app still starts and prediction
-endpoints answer 503 ``model.none``), ``engine`` + ``sessions`` (the prediction log),
+endpoints answer 503 ``model.none``; concurrent requests are analysed side by side, see
+``lookalike.inference.Backbones``), ``engine`` + ``sessions`` (the prediction log),
 ``store`` (object store), ``templates``, ``metrics`` (a Prometheus registry of its own),
 ``rate_limiter`` and ``gallery`` (reference photos of the current model).
 
@@ -13,6 +14,7 @@ exception handling (one error shape, ``lookalike.api.errors``) -> routes.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -67,6 +69,14 @@ class SecurityHeaders:
         await self.app(scope, receive, send_wrapper)
 
 
+def inference_workers() -> int:
+    """Photos analysed side by side under concurrent requests: one per core we may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _warm(predictor: Predictor) -> str | None:
     """Load the current model and its backbone now, so the first visitor does not wait."""
     try:
@@ -83,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the web service for ``settings`` (default: the process settings)."""
     settings = settings or get_settings()
     url = settings.effective_database_url
-    predictor = Predictor(settings)
+    predictor = Predictor(settings, workers=inference_workers())
     engine = make_engine(url)
     sessions = session_factory(engine)
     store = ObjectStore(settings)
