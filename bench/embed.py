@@ -33,11 +33,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import cpu_model, pin_cores, pkg
 
 from lookalike import sample_data
 from lookalike.config import Settings
@@ -51,32 +51,6 @@ SFACE_GFLOP = 1.15  # 574 M multiply-adds per 112x112 crop (27 convolutions + th
 
 
 # --- machine ---------------------------------------------------------------------------------
-
-
-def pin_cores(cores: int) -> list[int]:
-    """Restrict this process to ``cores`` CPUs (before any thread pool exists)."""
-    available = sorted(os.sched_getaffinity(0))
-    chosen = available[:cores]
-    if len(chosen) < len(available):
-        os.sched_setaffinity(0, chosen)
-    return chosen
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def pkg(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 def print_machine(cpus: list[int]) -> None:

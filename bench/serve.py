@@ -49,12 +49,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+from machine import cpu_model, pin_cores, pkg
 
 from lookalike import sample_data
 from lookalike.config import Settings
@@ -67,32 +67,6 @@ WARMUP = 20  # requests per row, before timing
 
 
 # --- machine ---------------------------------------------------------------------------------
-
-
-def pin_cores(cores: int) -> list[int]:
-    """Restrict this process (and the server it starts) to ``cores`` CPUs."""
-    available = sorted(os.sched_getaffinity(0))
-    chosen = available[:cores]
-    if len(chosen) < len(available):
-        os.sched_setaffinity(0, chosen)
-    return chosen
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def pkg(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 def load() -> str:
@@ -370,10 +344,8 @@ def stage_breakdown(settings: Settings, photos: list[Path], repeat: int) -> dict
     from fastapi.testclient import TestClient
 
     from lookalike.api import create_app
-    from lookalike.api.routes.predictions import face_crop_data_url
+    from lookalike.api.routes.predictions import face_crop_data_url, prediction_row
     from lookalike.api.schemas import PredictionPublic
-    from lookalike.db import Prediction as PredictionRow
-    from lookalike.db import utcnow
     from lookalike.vision.images import decode_image
 
     app = create_app(settings.model_copy(update={"rate_limit_per_minute": 0}))
@@ -410,24 +382,8 @@ def stage_breakdown(settings: Settings, photos: list[Path], repeat: int) -> dict
                 face_crop = face_crop_data_url(image, faces[0].box)
                 t = tick("face crop JPEG", t)
                 answer = prediction.to_dict()
-                row = PredictionRow(
-                    id=uuid.uuid4().hex,
-                    created_at=utcnow(),
-                    model_version=prediction.model_version,
-                    label=prediction.label,
-                    best_label=prediction.best_label,
-                    probability=float(prediction.probability),
-                    probabilities=answer["probabilities"],
-                    match_score=float(prediction.match_score),
-                    no_strong_match=bool(prediction.no_strong_match),
-                    faces_found=len(prediction.faces),
-                    face_index=prediction.face_index,
-                    frames_used=prediction.frames_used,
-                    latency_ms=float(prediction.latency_ms),
-                    client="api",
-                    consent=False,
-                    storage_key=None,
-                    deletion_token_hash=None,
+                row = prediction_row(
+                    prediction, answer, prediction_id=uuid.uuid4().hex, client="api"
                 )
                 with state.sessions() as session, session.begin():
                     session.add(row)

@@ -319,6 +319,40 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def prediction_row(
+    prediction: Prediction,
+    answer: dict[str, Any],
+    *,
+    prediction_id: str,
+    client: str,
+    storage_key: str | None = None,
+    token: str | None = None,
+) -> PredictionRow:
+    """The log row of one answer (``answer`` is ``prediction.to_dict()``, computed once).
+
+    Consent is recorded only when a photo was actually stored; the token is kept hashed.
+    """
+    return PredictionRow(
+        id=prediction_id,
+        created_at=utcnow(),
+        model_version=prediction.model_version,
+        label=prediction.label,
+        best_label=prediction.best_label,
+        probability=float(prediction.probability),
+        probabilities=answer["probabilities"],
+        match_score=float(prediction.match_score),
+        no_strong_match=bool(prediction.no_strong_match),
+        faces_found=len(prediction.faces),
+        face_index=prediction.face_index,
+        frames_used=prediction.frames_used,
+        latency_ms=float(prediction.latency_ms),
+        client=client,
+        consent=storage_key is not None,
+        storage_key=storage_key,
+        deletion_token_hash=token_hash(token) if token else None,
+    )
+
+
 def _predict_and_record(app_state: Any, photos: list[Photo], options: Options) -> dict[str, Any]:
     settings: Settings = app_state.settings
     predictor: Predictor = app_state.predictor
@@ -352,24 +386,13 @@ def _predict_and_record(app_state: Any, photos: list[Photo], options: Options) -
         token = secrets.token_urlsafe(24)
 
     answer = prediction.to_dict()
-    row = PredictionRow(
-        id=prediction_id,
-        created_at=utcnow(),
-        model_version=prediction.model_version,
-        label=prediction.label,
-        best_label=prediction.best_label,
-        probability=float(prediction.probability),
-        probabilities=answer["probabilities"],
-        match_score=float(prediction.match_score),
-        no_strong_match=bool(prediction.no_strong_match),
-        faces_found=len(prediction.faces),
-        face_index=prediction.face_index,
-        frames_used=prediction.frames_used,
-        latency_ms=float(prediction.latency_ms),
+    row = prediction_row(
+        prediction,
+        answer,
+        prediction_id=prediction_id,
         client=options.client,
-        consent=bool(options.consent and storage_key),
         storage_key=storage_key,
-        deletion_token_hash=token_hash(token) if token else None,
+        token=token,
     )
     try:
         with app_state.sessions() as session, session.begin():
