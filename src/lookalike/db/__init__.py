@@ -1,11 +1,30 @@
-"""The web service's database: prediction log + signed uploads (SQLAlchemy 2, Alembic)."""
+"""The service's database: prediction log, uploads, model registry, admin accounts, cache
+(SQLAlchemy 2, Alembic)."""
 
 from lookalike.db.engine import make_engine, normalize_url, session_factory
 from lookalike.db.migrate import current_revision, head_revision, init_db
-from lookalike.db.models import Base, Prediction, Upload, UTCDateTime, utcnow
+from lookalike.db.models import (
+    AdminToken,
+    AdminUser,
+    Base,
+    CacheEntry,
+    ModelAlias,
+    ModelEvent,
+    ModelVersion,
+    Prediction,
+    Upload,
+    UTCDateTime,
+    utcnow,
+)
 
 __all__ = [
+    "AdminToken",
+    "AdminUser",
     "Base",
+    "CacheEntry",
+    "ModelAlias",
+    "ModelEvent",
+    "ModelVersion",
     "Prediction",
     "UTCDateTime",
     "Upload",

@@ -1,4 +1,5 @@
-"""The prediction log and the signed-upload ledger (SQLAlchemy 2 typed ORM).
+"""The service's tables (SQLAlchemy 2 typed ORM): the prediction log, the signed-upload
+ledger, the model registry, admin accounts and tokens, and a small shared cache.
 
 Portable across SQLite and PostgreSQL: JSON is ``sqlalchemy.JSON`` and every timestamp is a
 :class:`UTCDateTime`, which refuses naive datetimes and always hands back timezone-aware UTC
@@ -14,7 +15,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Float, Integer, MetaData, String
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -126,3 +138,95 @@ class Upload(Base):
 
     def __repr__(self) -> str:
         return f"Upload(key={self.key!r}, expires_at={self.expires_at!r})"
+
+
+class ModelVersion(Base):
+    """One trained model (an image/face model or a name generator) and what it was made of.
+
+    The artifact itself lives on disk (``artifact``, relative to the data dir); this row is
+    written only once the artifact is complete, so every registered version can be loaded.
+    """
+
+    __tablename__ = "model_versions"
+
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)  # "lookalike" | "names"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(255))  # "cli train", "retrain (schedule)"
+    artifact: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(64))
+    backbone: Mapped[str | None] = mapped_column(String(255))
+    head: Mapped[str | None] = mapped_column(String(64))
+    labels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    dataset_revision: Mapped[int | None] = mapped_column(Integer)
+    test_version: Mapped[int | None] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # None until the promotion gate ran: "promoted" or "refused".
+    decision: Mapped[str | None] = mapped_column(String(16))
+
+    def __repr__(self) -> str:
+        return f"ModelVersion(version={self.version!r}, kind={self.kind!r})"
+
+
+class ModelAlias(Base):
+    """``champion`` (answers requests) and ``challenger`` (the latest candidate) per kind."""
+
+    __tablename__ = "model_aliases"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ModelEvent(Base):
+    """The registry's history: registrations, gate decisions, promotions and rollbacks."""
+
+    __tablename__ = "model_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))  # register | decision | promote | rollback
+    model_kind: Mapped[str] = mapped_column(String(16))
+    version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"), index=True)
+    previous: Mapped[str | None] = mapped_column(String(32))  # champion before the event
+    promoted: Mapped[bool | None] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    actor: Mapped[str] = mapped_column(String(255), default="")
+
+
+class AdminUser(Base):
+    """An operator who may sign in to the admin pages (password hashed with argon2)."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AdminToken(Base):
+    """An admin API token for automation; only its SHA-256 is stored, revocable."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CacheEntry(Base):
+    """A small value shared by every worker process (e.g. the quote of the day)."""
+
+    __tablename__ = "cache_entries"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
