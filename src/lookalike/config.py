@@ -10,10 +10,25 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-secret-change-me"
+
+
+def parse_cron(expression: str) -> dict[str, str]:
+    """A 5-field cron expression as huey's ``crontab`` keyword arguments (validated)."""
+    from huey import crontab  # small, pure Python; only needed to validate here
+
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"expected 5 cron fields (minute hour day month day-of-week), got {len(fields)}"
+            f" in {expression!r}; e.g. '0 3 */3 * *'"
+        )
+    parts = dict(zip(("minute", "hour", "day", "month", "day_of_week"), fields, strict=True))
+    crontab(**parts, strict=True)  # ValueError names the bad field
+    return parts
 
 
 class Settings(BaseSettings):
@@ -144,6 +159,51 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `lookalike serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `lookalike serve` listens on.")
+    # Retraining and the promotion gate (lookalike.retrain, lookalike.jobs).
+    retrain_cron: str = Field(
+        "0 3 */3 * *",
+        description="When the scheduled retrain runs: a 5-field cron expression (minute hour"
+        " day-of-month month day-of-week, server local time). Default: 03:00 every 3rd day.",
+    )
+    retrain_min_new_images: int = Field(
+        50,
+        ge=0,
+        description="Also retrain as soon as this many labelled images arrived since the"
+        " champion was trained (checked every retrain_check_minutes); 0 turns this off.",
+    )
+    retrain_check_minutes: int = Field(
+        10, ge=1, le=1440, description="How often the job worker looks for new images."
+    )
+    promotion_alpha: float = Field(
+        0.05,
+        gt=0.0,
+        lt=1.0,
+        description="Significance level of the McNemar test a challenger must pass to replace"
+        " a champion with the same classes.",
+    )
+    promotion_max_recall_drop: float = Field(
+        0.10,
+        ge=0.0,
+        le=1.0,
+        description="A challenger is refused when any class's recall drops by more than this.",
+    )
+    promotion_new_class_floor: float = Field(
+        0.80,
+        ge=0.0,
+        le=1.0,
+        description="A challenger that adds classes must recognise them (mean recall on their"
+        " test photos) at least this well.",
+    )
+    jobs_redis_url: str = Field(
+        "",
+        description="Redis URL for the job queue (needs the redis package); empty: a SQLite"
+        " queue in the data dir.",
+    )
+    jobs_in_process: bool = Field(
+        True,
+        description="`lookalike serve` runs the job worker (schedules, retrains) in its own"
+        " process; turn off when a separate `lookalike worker` runs.",
+    )
 
     @property
     def resolved_embed_workers(self) -> int:
@@ -152,6 +212,12 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{Path(self.home).resolve() / 'lookalike.sqlite3'}"
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        parse_cron(value)
+        return value
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
