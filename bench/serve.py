@@ -1,7 +1,7 @@
 """The web service under load: ``python bench/serve.py [--requests 1000] [--memory-requests 5000]``
 
 Builds a data dir in a temporary folder (the ORL demo gallery: ``build_demo_dataset`` ->
-``import_images`` -> ``train``, face backbone), starts the real server as a subprocess
+``import_images`` -> ``retrain``, face backbone), starts the real server as a subprocess
 (``python -m lookalike.cli serve --home ... --port <free>``, rate limit off) and sends real
 photo requests over loopback: ``POST /api/predictions`` with one multipart ``photo`` part, a
 640x480 JPEG with one face from ``sample_data.bench_photos`` (cycling over ``--photos``).
@@ -100,7 +100,7 @@ def print_machine(cpus: list[int]) -> None:
 def build_home(home: Path, source: Path, flip_tta: bool) -> Settings:
     """Import the ORL demo gallery into ``home`` and train a face model on it."""
     from lookalike.data.importers import import_images
-    from lookalike.training.train import train
+    from lookalike.retrain import retrain
 
     settings = Settings(home=home, backbone="face", flip_tta=flip_tta)
     gallery, _ = sample_data.build_demo_dataset(source)
@@ -110,7 +110,7 @@ def build_home(home: Path, source: Path, flip_tta: bool) -> Settings:
         shutil.copytree(cached, home / "backbones")
     start = time.perf_counter()
     report = import_images(gallery, settings)
-    result = train(settings)
+    result = retrain(settings, strict=False).report
     print(
         f"data    : {home} (flip TTA {'on' if flip_tta else 'off'}): {report.added} ORL photos"
         f" imported, model {result.version} ({result.head}), test accuracy"

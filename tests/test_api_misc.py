@@ -45,7 +45,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 def test_classes_model_and_health(client: TestClient, settings: Settings) -> None:
-    model = load_model(settings.home)
+    model = load_model(settings.home, "m0001")
     classes = client.get("/api/classes").json()
     assert classes["count"] == len(PEOPLE) == len(classes["data"])
     assert [c["name"] for c in classes["data"]] == model.info.labels
@@ -68,7 +68,7 @@ def test_classes_model_and_health(client: TestClient, settings: Settings) -> Non
 
 
 def test_only_the_current_gallery_is_served(client: TestClient, settings: Settings) -> None:
-    model = load_model(settings.home)
+    model = load_model(settings.home, "m0001")
     gallery = {str(h) for h in model.gallery_hashes}
     catalog = json.loads((Path(settings.home) / "dataset.json").read_text())
     outside = sorted(set(catalog["images"]) - gallery)  # imported, but test/val photos

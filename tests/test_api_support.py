@@ -23,7 +23,8 @@ from PIL import Image
 from lookalike.api import create_app
 from lookalike.config import Settings
 from lookalike.data.importers import import_images
-from lookalike.training.train import train
+from lookalike.registry import Registry
+from lookalike.retrain import retrain
 
 with warnings.catch_warnings():
     # Starlette warns that its TestClient will move from httpx to httpx2; httpx works today.
@@ -52,7 +53,7 @@ def trained_home(factory: pytest.TempPathFactory, orl: Orl) -> Path:
         home = root / "home"
         settings = Settings(home=home, backbone="face")
         import_images(source, settings)
-        train(settings)
+        retrain(settings, strict=False)
         _TRAINED["home"] = home
     return _TRAINED["home"]
 
@@ -74,7 +75,20 @@ def api_settings(home: Path, database_url: str, **overrides: Any) -> Settings:
         "rate_limit_per_minute": 0,
     }
     values.update(overrides)
-    return Settings(**values)
+    settings = Settings(**values)
+    if (Path(home) / "models").is_dir():
+        serve_champion(settings)
+    return settings
+
+
+def serve_champion(settings: Settings) -> str:
+    """Make the newest model of a (linked) data dir the champion in the settings' database."""
+    with Registry(settings) as registry:
+        champion = registry.champion()  # registers the linked model directories
+        if champion is None:
+            champion = registry.versions()[0].version
+            registry.promote(champion, reason="test setup", actor="test")
+    return champion
 
 
 @contextmanager

@@ -114,8 +114,8 @@ def test_train_json(home: tuple[Path, dict[str, Result]], tmp_path: Path) -> Non
 
 
 def gallery_photo(home: Path, photos: list[Path]) -> Path:
-    """One of ``photos`` that the current model keeps in its reference gallery."""
-    hashes = set(load_model(home).gallery_hashes.tolist())
+    """One of ``photos`` that the first model (m0001) keeps in its reference gallery."""
+    hashes = set(load_model(home, "m0001").gallery_hashes.tolist())
     return next(p for p in photos if hashlib.sha256(p.read_bytes()).hexdigest() in hashes)
 
 

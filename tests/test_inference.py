@@ -4,6 +4,7 @@ strangers get "no strong match", bursts of frames, several faces, model switchin
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,12 @@ import pytest
 from PIL import Image
 from test_training import KNOWN, TINY, copy_home, orl_face_template
 
-from lookalike.artifacts import current_version, set_current
+from lookalike.artifacts import load_model, models_dir
 from lookalike.config import Settings
 from lookalike.errors import InvalidImage, InvalidInput, NoFaceFound
 from lookalike.inference import Prediction, Predictor
+from lookalike.registry import Registry
+from lookalike.retrain import retrain
 from lookalike.sample_data import NONFACE_NAMES
 from lookalike.training.train import TrainReport, train
 from lookalike.vision.images import DecodedImage, read_image
@@ -30,7 +33,7 @@ def model(
     template, _ = orl_face_template(tmp_path_factory, orl)
     home = copy_home(template, tmp_path_factory.mktemp("inference") / "home")
     settings = Settings(home=home, backbone="face")
-    report = train(settings)
+    report = retrain(settings, strict=False).report  # the first model: the champion
     return settings, report, Predictor(settings)
 
 
@@ -162,7 +165,19 @@ def test_face_index_picks_the_second_face(
     assert exc.value.code == "face.index_out_of_range"
 
 
-def test_predictor_follows_the_current_model(
+def _serves(predictor: Predictor, photo: bytes, version: str, timeout: float = 60.0) -> int:
+    """Predict until ``version`` answers; every answer meanwhile must succeed. Returns how
+    many answers came from the previous version."""
+    deadline = time.monotonic() + timeout
+    before = 0
+    while (answer := predictor.predict(photo)).model_version != version:
+        before += 1
+        assert time.monotonic() < deadline, f"still {answer.model_version}, not {version}"
+        time.sleep(0.02)
+    return before
+
+
+def test_predictor_follows_the_champion(
     model: tuple[Settings, TrainReport, Predictor], orl: Orl, tmp_path: Path
 ) -> None:
     settings, _, _ = model
@@ -172,14 +187,41 @@ def test_predictor_follows_the_current_model(
     photo = orl["s7"][9].read_bytes()
     assert predictor.predict(photo).model_version == "m0001"
 
-    assert train(settings, head="gallery").version == "m0002"
-    after = predictor.predict(photo)  # same object, no restart
-    assert after.model_version == "m0002"
-    assert after.label == "s7"
+    with Registry(settings) as registry:
+        report = train(settings, head="gallery")
+        assert report.version == "m0002"
+        registry.register_model(load_model(settings.home, "m0002").info, "test")
+        registry.promote("m0002", reason="test", actor="test")
+        _serves(predictor, photo, "m0002")  # same object, no restart
+        after = predictor.predict(photo)
+        assert after.label == "s7"
 
-    set_current(settings.home, "m0001")
-    assert current_version(settings.home) == "m0001"
-    assert predictor.predict(photo).model_version == "m0001"
-    set_current(settings.home, "m0002")
-    assert predictor.predict(photo).model_version == "m0002"
+        registry.rollback(reason="test", actor="test")
+        assert registry.champion() == "m0001"
+        _serves(predictor, photo, "m0001")
+        # wait=True switches here and now.
+        registry.promote("m0002", reason="test", actor="test")
+        assert predictor.load(wait=True).info.version == "m0002"
+        assert predictor.predict(photo).model_version == "m0002"
     assert pinned.predict(photo).model_version == "m0001"  # a pinned version stays put
+
+
+def test_a_damaged_champion_is_refused_and_the_old_one_serves_on(
+    model: tuple[Settings, TrainReport, Predictor], orl: Orl, tmp_path: Path
+) -> None:
+    settings, _, _ = model
+    settings = Settings(home=copy_home(settings.home, tmp_path / "home"), backbone="face")
+    predictor = Predictor(settings)
+    photo = orl["s7"][9].read_bytes()
+    assert predictor.predict(photo).model_version == "m0001"
+    with Registry(settings) as registry:
+        train(settings, head="gallery")
+        registry.register_model(load_model(settings.home, "m0002").info, "test")
+        registry.promote("m0002", reason="test", actor="test")
+        npz = models_dir(settings.home) / "m0002" / "arrays.npz"
+        npz.write_bytes(npz.read_bytes()[:-100])  # damaged after its promotion
+        for _ in range(20):
+            assert predictor.predict(photo).model_version == "m0001"
+            time.sleep(0.02)
+        assert "m0002" in predictor.failed
+        assert "damaged" in predictor.failed["m0002"][1]

@@ -18,12 +18,10 @@ import numpy as np
 import pytest
 
 from lookalike.artifacts import (
-    current_version,
     list_versions,
     load_model,
     models_dir,
     save_model,
-    set_current,
 )
 from lookalike.config import Settings
 from lookalike.data.importers import ImportReport, import_images
@@ -115,7 +113,7 @@ def test_train_on_orl_is_accurate(trained: dict[str, TrainReport], head: str) ->
     assert not report.failures
 
 
-def test_versions_are_numbered_and_last_is_current(
+def test_versions_are_numbered(
     face_home: tuple[Settings, ImportReport], trained: dict[str, TrainReport]
 ) -> None:
     settings, _ = face_home
@@ -125,7 +123,8 @@ def test_versions_are_numbered_and_last_is_current(
         "m0003",
     ]
     assert list_versions(settings.home) == ["m0001", "m0002", "m0003"]
-    assert current_version(settings.home) == "m0003"
+    # Training only saves: which version serves is the registry's decision.
+    assert not (models_dir(settings.home) / "current").exists()
 
 
 def test_model_directory_records_everything(
@@ -204,8 +203,8 @@ def test_evaluate_writes_metrics_and_confusion_png(
     assert isinstance(saved["top_losses"], list)
     assert len(saved["top_losses"]) == N_TEST - np.trace(confusion)
 
-    # Default output folder: reports/<version> under the data dir, for the current model.
-    metrics, paths = evaluate(settings)
+    # Default output folder: reports/<version> under the data dir.
+    metrics, paths = evaluate(settings, "m0003")
     assert metrics["model"] == "m0003"
     assert paths[0] == settings.home / "reports" / "m0003" / "metrics.json"
 
@@ -268,7 +267,7 @@ def test_train_with_one_class(tmp_path: Path, orl: Orl) -> None:
     assert exc.value.code == "dataset.too_few_classes"
     assert exc.value.details["too_few"] == {"s2": 2}
     assert "s2 (2)" in exc.value.message
-    assert current_version(settings.home) is None
+    assert list_versions(settings.home) == []
 
 
 def test_class_without_training_photos_is_left_out(tmp_path: Path, orl: Orl) -> None:
@@ -280,7 +279,7 @@ def test_class_without_training_photos_is_left_out(tmp_path: Path, orl: Orl) -> 
     )
     report = train(settings)
     assert report.too_few == {"s3": 1}
-    assert load_model(settings.home).info.labels == ["s1", "s2"]
+    assert load_model(settings.home, report.version).info.labels == ["s1", "s2"]
     assert set(report.counts["test"]) == {"s1", "s2"}
 
 
@@ -326,16 +325,17 @@ def fresh(small_home: Path, tmp_path: Path) -> Callable[[], Settings]:
 def test_save_is_atomic(fresh: Callable[[], Settings]) -> None:
     settings = fresh()
     train(settings)
-    model = load_model(settings.home)
+    model = load_model(settings.home, "m0001")
     model.info.metrics["unserialisable"] = object()  # fails while model.json is written
     with pytest.raises(TypeError):
         save_model(settings.home, model)
     root = models_dir(settings.home)
-    assert sorted(p.name for p in root.iterdir()) == ["current", "m0001"]  # nothing half-made
+    assert sorted(p.name for p in root.iterdir()) == ["m0001"]  # nothing half-made
     del model.info.metrics["unserialisable"]
     assert save_model(settings.home, model) == "m0002"
     assert not list(root.glob(".building-*"))
-    assert current_version(settings.home) == "m0001"  # saving does not switch
+    # Names the registry holds are never reused, even when their directory is gone.
+    assert save_model(settings.home, model, reserved={"m0007", "n0009"}) == "m0008"
 
 
 def test_load_refuses_a_corrupt_artifact(fresh: Callable[[], Settings]) -> None:
@@ -346,7 +346,7 @@ def test_load_refuses_a_corrupt_artifact(fresh: Callable[[], Settings]) -> None:
     data[len(data) // 2] ^= 0xFF
     npz.write_bytes(bytes(data))
     with pytest.raises(ModelUnavailable) as exc:
-        load_model(settings.home)
+        load_model(settings.home, "m0001")
     assert exc.value.code == "model.corrupt"
     assert exc.value.details == {"version": "m0001"}
 
@@ -365,7 +365,7 @@ def test_load_missing_version_and_no_model(
     fresh: Callable[[], Settings], settings: Settings
 ) -> None:
     with pytest.raises(ModelUnavailable) as exc:
-        load_model(settings.home)
+        load_model(settings.home, None)
     assert exc.value.code == "model.none"
 
     trained_settings = fresh()
@@ -376,31 +376,10 @@ def test_load_missing_version_and_no_model(
         assert nf.value.code == "model.not_found"
 
 
-def test_set_current_switches_the_answering_version(fresh: Callable[[], Settings]) -> None:
-    settings = fresh()
-    assert current_version(settings.home) is None
-    train(settings, head="logistic")
-    train(settings, head="gallery")
-    assert current_version(settings.home) == "m0002"
-    assert load_model(settings.home).info.head == "gallery"
-    set_current(settings.home, "m0001")
-    assert current_version(settings.home) == "m0001"
-    assert load_model(settings.home).info.head == "logistic"
-    for bad in ("m0042", "..", ".building-x"):
-        with pytest.raises(NotFound):
-            set_current(settings.home, bad)
-    assert current_version(settings.home) == "m0001"
-
-    # make_current=False trains a candidate without switching.
-    report = train(settings, make_current=False)
-    assert report.version == "m0003"
-    assert current_version(settings.home) == "m0001"
-
-
 def test_loaded_model_answers_like_the_trained_one(fresh: Callable[[], Settings]) -> None:
     settings = fresh()
     report = train(settings)
-    model = load_model(settings.home)
+    model = load_model(settings.home, report.version)
     proba, sims, match = model.classify(model.gallery)
     n_classes = len(model.info.labels)
     assert proba.shape == match.shape == (len(model.gallery), n_classes)

@@ -4,10 +4,10 @@
                               parameters, open-set threshold, metrics, dataset revision and
                               the frozen test-set version it was evaluated on, file digests
     models/m0001/arrays.npz   head arrays + the reference gallery (vectors, labels, hashes)
-    models/current            the version answering predictions
 
 A version directory is built under a temporary name and renamed into place, so a reader
 sees a whole model or none. Loading checks the digests and refuses a damaged artifact.
+Which version answers (the champion) is the registry's business (``lookalike.registry``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from lookalike.errors import ModelUnavailable, NotFound
-from lookalike.fsutil import atomic_write_bytes
 from lookalike.training.heads import ClassAggregator, Head, restore_head
 
 ARTIFACT_FORMAT = 1
@@ -90,8 +90,9 @@ def list_versions(home: Path) -> list[str]:
     return sorted(names, key=lambda n: int(n[1:]))  # numeric: m10000 comes after m9999
 
 
-def save_model(home: Path, model: TrainedModel) -> str:
-    """Write a new version directory atomically; returns its version id."""
+def save_model(home: Path, model: TrainedModel, reserved: Collection[str] = ()) -> str:
+    """Write a new version directory atomically; returns its version id (the next number
+    after every existing directory and every ``reserved`` name)."""
     root = models_dir(home)
     root.mkdir(parents=True, exist_ok=True)
     arrays = {f"head_{k}": v for k, v in model.head.state().items()}
@@ -108,8 +109,8 @@ def save_model(home: Path, model: TrainedModel) -> str:
     try:
         (tmp / "arrays.npz").write_bytes(npz)
         while True:  # claim the next free version name; rename fails if it exists
-            existing = list_versions(home)
-            number = int(existing[-1][1:]) + 1 if existing else 1
+            taken = [*list_versions(home), *(v for v in reserved if VERSION_PATTERN.fullmatch(v))]
+            number = max((int(v[1:]) for v in taken), default=0) + 1
             version = f"m{number:04d}"
             model.info.version = version
             model.info.files = {"arrays.npz": hashlib.sha256(npz).hexdigest()}
@@ -125,9 +126,8 @@ def save_model(home: Path, model: TrainedModel) -> str:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_model(home: Path, version: str | None = None) -> TrainedModel:
-    """Load and verify a model version (default: the current one)."""
-    version = version or current_version(home)
+def load_model(home: Path, version: str | None) -> TrainedModel:
+    """Load and verify a model version (None: there is no model yet)."""
     if version is None:
         raise ModelUnavailable(
             "No model has been trained yet. Import images (lookalike import DIR) and train"
@@ -166,16 +166,3 @@ def load_model(home: Path, version: str | None = None) -> TrainedModel:
             code="model.corrupt",
             details={"version": version},
         ) from exc
-
-
-def current_version(home: Path) -> str | None:
-    pointer = models_dir(home) / "current"
-    if not pointer.exists():
-        return None
-    return pointer.read_text().strip() or None
-
-
-def set_current(home: Path, version: str) -> None:
-    if not VERSION_PATTERN.fullmatch(version) or not (models_dir(home) / version).is_dir():
-        raise NotFound(f"Model version {version!r} does not exist.", code="model.not_found")
-    atomic_write_bytes(models_dir(home) / "current", version.encode())

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from lookalike.admin_cli import app as admin_app
 from lookalike.config import Settings, get_settings
 from lookalike.errors import LookalikeError
 
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 classes_app = typer.Typer(help="List and rename classes.", no_args_is_help=True)
 app.add_typer(classes_app, name="classes")
+app.add_typer(admin_app, name="admin")
 
 console = Console(soft_wrap=True)  # lines are not wrapped at 80 columns when piped
 err = Console(stderr=True, soft_wrap=True)
@@ -140,16 +142,26 @@ def train(
     home: HomeOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Train a model on the imported dataset; it becomes the current model."""
-    from lookalike.training.train import train as run_train
+    """Train a model on the imported dataset. The first one becomes the champion; later ones
+    replace it only when they win on the same frozen test set (see `lookalike retrain`)."""
+    from lookalike.retrain import retrain
 
     settings = settings_from(home)
     with progress_bar("embed") as update:
-        report = run_train(
-            settings, head=head, backbone_name=backbone, progress=lambda _s, d, t: update(d, t)
+        result = retrain(
+            settings,
+            trigger="manual",
+            actor="cli train",
+            head=head,
+            backbone_name=backbone,
+            strict=False,
+            progress=lambda _s, d, t: update(d, t),
         )
+    report = result.report
     if as_json:
-        print(json.dumps(report.__dict__, indent=1, default=str))
+        out = dict(report.__dict__, promoted=result.promoted, champion=result.champion)
+        out["decision"] = result.decision.reason
+        print(json.dumps(out, indent=1, default=str))
         return
     m = report.metrics
     for label, n in sorted(report.too_few.items()):
@@ -168,18 +180,200 @@ def train(
         f"Test set: accuracy {m.get('accuracy')}, macro-F1 {m.get('macro_f1')} on {m.get('n')}"
         f" photos. Open-set threshold {report.threshold}."
     )
+    _print_decision(result.promoted, result.champion, result.decision.reason)
+
+
+def _print_decision(promoted: bool, champion: str, reason: str) -> None:
+    verdict = "[green]promoted[/]" if promoted else "[yellow]not promoted[/]"
+    console.print(f"{verdict}: {escape(reason)} Champion: [bold]{escape(champion)}[/]")
+
+
+@app.command()
+def retrain(
+    home: HomeOpt = None,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Hand it to the job worker instead of running here.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Retrain now: a challenger from the current dataset (only new images are embedded),
+    compared with the champion on the same frozen test set, promoted only when it wins."""
+    from lookalike.retrain import retrain as run_retrain
+
+    settings = settings_from(home)
+    if queue:
+        from lookalike.jobs import Jobs
+
+        job = Jobs(settings).enqueue_retrain("manual", "cli retrain")
+        console.print(f"Queued retrain job {job}; `lookalike models list` shows the outcome.")
+        return
+    with progress_bar("embed") as update:
+        result = run_retrain(
+            settings, trigger="manual", actor="cli retrain", progress=lambda _s, d, t: update(d, t)
+        )
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "version": result.version,
+                    "promoted": result.promoted,
+                    "champion": result.champion,
+                    "previous": result.previous,
+                    "reason": result.decision.reason,
+                    "figures": result.decision.figures,
+                    "embedded": result.report.embedded,
+                    "cached": result.report.cached,
+                    "seconds": result.seconds,
+                },
+                indent=1,
+            )
+        )
+        return
+    console.print(
+        f"Challenger [bold]{result.version}[/] in {result.seconds:.1f} s (embedded"
+        f" {result.report.embedded}, cached {result.report.cached})."
+    )
+    _print_decision(result.promoted, result.champion, result.decision.reason)
+
+
+@app.command()
+def worker(
+    home: HomeOpt = None,
+    workers: Annotated[int, typer.Option(min=1, help="Jobs run at the same time.")] = 1,
+) -> None:
+    """Run the job worker: scheduled retrains, the new-images check, queued retrains."""
+    from lookalike.jobs import Jobs
+
+    settings = settings_from(home)
+    jobs = Jobs(settings)
+    console.print(
+        escape(
+            f"Job worker: retrain on '{settings.retrain_cron}', check for new images every"
+            f" {settings.retrain_check_minutes} min; Ctrl+C stops."
+        )
+    )
+    jobs.consumer(workers).run()
+
+
+models_app = typer.Typer(
+    help="The model registry: list, show, promote, roll back.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    home: HomeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every model version, newest first, with its test figures and the gate's decision."""
+    from lookalike.registry import Registry
+
+    with Registry(settings_from(home)) as registry:
+        rows, aliases = registry.versions(), registry.aliases()
+    tags = {v: a for a, v in aliases.items()}
+    if as_json:
+        data = [_version_dict(r, tags.get(r.version)) for r in rows]
+        print(json.dumps({"data": data, "count": len(data), "aliases": aliases}, indent=1))
+        return
+    table = Table()
+    for col in ("version", "alias", "created", "by", "backbone", "head", "classes", "test v",
+                "accuracy", "macro-F1", "decision"):  # fmt: skip
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.version, tags.get(r.version, ""), r.created_at.strftime("%Y-%m-%d %H:%M"),
+            escape(r.created_by), escape(r.backbone or ""), r.head or "", str(len(r.labels)),
+            str(r.test_version), str(r.metrics.get("accuracy")), str(r.metrics.get("macro_f1")),
+            r.decision or "",
+        )  # fmt: skip
+    console.print(table)
+
+
+def _version_dict(r: Any, alias: str | None) -> dict[str, Any]:
+    return {
+        "version": r.version,
+        "alias": alias,
+        "created_at": r.created_at.isoformat(),
+        "created_by": r.created_by,
+        "backbone": r.backbone,
+        "head": r.head,
+        "classes": len(r.labels),
+        "dataset_revision": r.dataset_revision,
+        "test_version": r.test_version,
+        "metrics": r.metrics,
+        "decision": r.decision,
+    }
+
+
+@models_app.command("show")
+def models_show(
+    version: Annotated[str, typer.Argument(help="Model version, e.g. m0003.")],
+    home: HomeOpt = None,
+) -> None:
+    """One version and its history: registration, gate decision with figures, promotions."""
+    from lookalike.registry import Registry
+
+    with Registry(settings_from(home)) as registry:
+        row = registry.get(version)
+        aliases = registry.aliases(row.kind)
+        events = registry.events(row.kind, version)
+    tag = next((a for a, v in aliases.items() if v == version), None)
+    out = _version_dict(row, tag)
+    out["labels"] = row.labels
+    out["events"] = [
+        {"at": e.at.isoformat(), "kind": e.kind, "previous": e.previous, "promoted": e.promoted,
+         "reason": e.reason, "actor": e.actor, "figures": e.figures}
+        for e in reversed(events)
+    ]  # fmt: skip
+    print(json.dumps(out, indent=1))
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="Model version to serve.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "promoted by hand",
+    home: HomeOpt = None,
+) -> None:
+    """Make a version the champion (serving processes switch without a restart)."""
+    from lookalike.registry import Registry
+
+    with Registry(settings_from(home)) as registry:
+        previous = registry.promote(version, reason=reason, actor="cli")
+    console.print(f"Champion: [bold]{escape(version)}[/] (was {escape(str(previous))}).")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    to: Annotated[
+        str | None, typer.Option(help="Version to go back to (default: the previous champion).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "rolled back by hand",
+    home: HomeOpt = None,
+) -> None:
+    """Go back to the previous champion (serving processes switch without a restart)."""
+    from lookalike.registry import Registry
+
+    with Registry(settings_from(home)) as registry:
+        old, new = registry.rollback(reason=reason, actor="cli", to=to)
+    console.print(f"Champion: [bold]{escape(new)}[/] (rolled back from {escape(old)}).")
 
 
 @app.command()
 def evaluate(
-    version: Annotated[str | None, typer.Option(help="Model version (default: current).")] = None,
+    version: Annotated[str | None, typer.Option(help="Model version (default: champion).")] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Evaluate a model on its frozen test set: metrics.json + confusion.png."""
+    from lookalike.registry import Registry
     from lookalike.training.train import evaluate as run_evaluate
 
-    metrics, paths = run_evaluate(settings_from(home), version, out)
+    settings = settings_from(home)
+    if version is None:
+        with Registry(settings) as registry:
+            version = registry.champion()
+    metrics, paths = run_evaluate(settings, version, out)
     console.print(
         f"Model {metrics['model']} on test set v{metrics['test_version']}: accuracy"
         f" {metrics['accuracy']}, macro-F1 {metrics['macro_f1']}, n={metrics['n']}"
@@ -201,7 +395,7 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     face_index: Annotated[int | None, typer.Option(help="Which face (0 = largest).")] = None,
     top: Annotated[int, typer.Option(help="Classes to show.")] = 5,
-    version: Annotated[str | None, typer.Option(help="Model version (default: current).")] = None,
+    version: Annotated[str | None, typer.Option(help="Model version (default: champion).")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Who does each photo look like?"""
@@ -287,7 +481,17 @@ def run_server(settings: Settings, host: str | None = None, port: int | None = N
     console.print(
         escape(f"Serving on http://{host}:{port}/ (data: {settings.home}); Ctrl+C stops.")
     )
-    uvicorn.run(create_app(settings), host=host, port=port, workers=1, log_level="info")
+    consumer = None
+    if settings.jobs_in_process:
+        from lookalike.jobs import Jobs
+
+        # Threads: scheduled retrains and queued jobs run beside the server.
+        consumer = Jobs(settings).start_in_background()
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, workers=1, log_level="info")
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=False)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-secret-change-me"
+MIN_PRODUCTION_SECRET = 32  # characters
 
 
 def parse_cron(expression: str) -> dict[str, str]:
@@ -130,7 +131,8 @@ class Settings(BaseSettings):
     )
     secret_key: str = Field(
         DEV_SECRET,
-        description="Secret for signed upload URLs. Set a long random value in production.",
+        description="Secret for signed upload URLs and admin session cookies. Set a long"
+        " random value (32+ characters) in production.",
     )
     environment: str = Field(
         "development",
@@ -159,6 +161,94 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `lookalike serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `lookalike serve` listens on.")
+
+    # --- name generator and quote of the day ---------------------------------------------------
+    names_max_count: int = Field(
+        15, ge=1, le=100, description="Most names one request may ask for (the page's slider)."
+    )
+    names_max_length: int = Field(
+        20,
+        ge=2,
+        le=64,
+        description="Longest generated name in characters, prefix included (requests may"
+        " ask for less; longer candidates are rejected and resampled).",
+    )
+    names_max_tries: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Candidates sampled per request at most: names of the training corpus,"
+        " duplicates and over-long ones are resampled until this many were drawn.",
+    )
+    names_max_corpus_names: int = Field(
+        200_000,
+        ge=20,
+        description="Most distinct names in a file given to `lookalike names train --corpus`.",
+    )
+    names_max_name_chars: int = Field(
+        64, ge=2, description="Longest name accepted in a training file, in characters."
+    )
+    quote_url: str = Field(
+        "",
+        pattern=r"^(https?://[^\s/?#]+\S*)?$",
+        description="JSON quotes API answering the quote of the day (an http or https URL);"
+        " empty: the built-in public-domain quotes answer.",
+    )
+    quote_text_field: str = Field(
+        "text",
+        min_length=1,
+        description="Where the quote's text is in the API's JSON: a dotted path, numbers"
+        " index lists ('0.q' for a top-level list of objects with a 'q').",
+    )
+    quote_author_field: str = Field(
+        "author",
+        description="Where the author's name is in the API's JSON (dotted path like"
+        " quote_text_field; empty: no author).",
+    )
+    quote_cache_seconds: int = Field(
+        86_400,
+        gt=0,
+        description="A fetched quote is kept this long in the database, shared by every"
+        " worker process.",
+    )
+    quote_retry_seconds: int = Field(
+        300,
+        gt=0,
+        description="After the quotes API failed, it is asked again only after this long"
+        " (meanwhile the last good quote, or a built-in one, answers).",
+    )
+    quote_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=30,
+        description="Hard limit on one call to the quotes API (connect, wait and read).",
+    )
+    quote_max_bytes: int = Field(
+        65_536, gt=0, description="Largest quotes API answer read, in bytes."
+    )
+
+    # --- admin access ----------------------------------------------------------------------------
+    admin_session_hours: float = Field(
+        12.0,
+        gt=0,
+        le=24 * 30,
+        description="An admin sign-in lasts this many hours (the session cookie expires; no"
+        " sliding renewal).",
+    )
+    admin_min_password_length: int = Field(
+        12, ge=8, le=1024, description="Shortest admin password accepted, in characters."
+    )
+    login_attempts_per_minute: int = Field(
+        10,
+        ge=0,
+        description="Sign-in attempts per minute per client address on /admin/login (0: no limit).",
+    )
+    admin_secure_cookies: bool = Field(
+        False,
+        description="Mark the admin cookies Secure even on plain-http requests (a TLS proxy"
+        " uvicorn does not trust); over https they are always Secure.",
+    )
+
     # Retraining and the promotion gate (lookalike.retrain, lookalike.jobs).
     retrain_cron: str = Field(
         "0 3 */3 * *",
@@ -221,9 +311,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
-        if self.environment == "production" and self.secret_key == DEV_SECRET:
+        if self.environment == "production" and (
+            self.secret_key == DEV_SECRET or len(self.secret_key) < MIN_PRODUCTION_SECRET
+        ):
             raise ValueError(
                 "LOOKALIKE_SECRET_KEY must be set to a long random value in production"
+                f" (at least {MIN_PRODUCTION_SECRET} characters, e.g. the output of"
+                " `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
             )
         return self
 

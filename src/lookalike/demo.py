@@ -14,8 +14,8 @@ from rich.table import Table
 from lookalike.config import Settings
 from lookalike.data.importers import import_images
 from lookalike.inference import Predictor
+from lookalike.retrain import retrain
 from lookalike.sample_data import ORL_CREDIT, build_demo_dataset
-from lookalike.training.train import train
 from lookalike.vision.images import read_image
 
 
@@ -28,12 +28,14 @@ def run_demo(settings: Settings, dest: Path, console: Console) -> float:
         f"Imported {report.added} new photo(s) ({report.already_present} already present,"
         f" {report.rejected} rejected) into {settings.home}"
     )
-    result = train(settings)
+    outcome = retrain(settings, trigger="manual", actor="demo", strict=False)
+    result = outcome.report
     m = result.metrics
     console.print(
         f"Trained model {result.version} (head {result.head},"
         f" fit in {sum(result.fit_seconds.values()):.2f} s):"
-        f" test accuracy {m['accuracy']}, macro-F1 {m['macro_f1']} on {m['n']} photos"
+        f" test accuracy {m['accuracy']}, macro-F1 {m['macro_f1']} on {m['n']} photos."
+        f" {outcome.decision.reason} Champion: {outcome.champion}"
     )
     predictor = Predictor(settings)
     table = Table(title="Held-out visitors")

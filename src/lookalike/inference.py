@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import sys
 import threading
 import time
@@ -27,13 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.artifacts import ModelInfo, TrainedModel, current_version, load_model
+from lookalike.artifacts import ModelInfo, TrainedModel, load_model
 from lookalike.config import Settings, get_settings
 from lookalike.data.store import DatasetStore
-from lookalike.errors import InvalidInput, LookalikeError, NoFaceFound
+from lookalike.errors import InvalidInput, LookalikeError, ModelUnavailable, NoFaceFound
 from lookalike.training.train import backbone_for
 from lookalike.vision.backbones import Backbone, Face, l2_normalize
 from lookalike.vision.images import DecodedImage, decode_image
+
+log = logging.getLogger("lookalike.inference")
+
+# A champion whose artifact failed to load is tried again after this many seconds.
+SWAP_RETRY_SECONDS = 30.0
 
 
 @dataclass
@@ -148,6 +154,7 @@ class Backbones:
         if workers > 1 and make_narrow is None:
             raise ValueError("workers > 1 needs make_narrow")
         self.wide = wide
+        self.key = wide.key
         self.workers = workers
         self.narrow: list[Backbone] = []  # the one-thread backbones created so far
         self._make_narrow = make_narrow
@@ -222,41 +229,112 @@ class Backbones:
 
 class Predictor:
     def __init__(
-        self, settings: Settings | None = None, version: str | None = None, *, workers: int = 1
+        self,
+        settings: Settings | None = None,
+        version: str | None = None,
+        *,
+        workers: int = 1,
+        champion: Callable[[], str | None] | None = None,
     ) -> None:
-        """``version``: pin a model version (default: follow ``current``). ``workers``: photos
-        analysed at the same time by backbones of their own (see ``Backbones``); 1 (the
-        default) shares one backbone between all callers, the right choice for one caller."""
+        """``version``: pin a model version (default: follow the registry's champion, asked
+        through ``champion`` between requests). ``workers``: photos analysed at the same time
+        by backbones of their own (see ``Backbones``); 1 (the default) shares one backbone
+        between all callers, the right choice for one caller."""
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.settings = settings or get_settings()
         self.pinned_version = version
         self.workers = workers
+        self._champion = champion
         self._lock = threading.Lock()
         # One tuple, swapped in one assignment: a concurrent reload never pairs one version's
         # model with another version's backbones.
         self._loaded: tuple[TrainedModel, Backbones] | None = None
+        self._swapping: threading.Thread | None = None
+        # version -> (monotonic time before which it is not tried again, why it failed)
+        self.failed: dict[str, tuple[float, str]] = {}
 
     @property
     def home(self) -> Path:
         return Path(self.settings.home)
 
-    def load(self) -> TrainedModel:
-        """Load the model (and warm its backbone). Reloads when ``current`` moved."""
-        return self._load()[0]
+    def wanted_version(self) -> str | None:
+        """The version that should answer: the pinned one, else the champion."""
+        if self.pinned_version:
+            return self.pinned_version
+        if self._champion is None:
+            from lookalike.registry import Registry  # the registry needs the database
 
-    def _load(self) -> tuple[TrainedModel, Backbones]:
-        wanted = self.pinned_version or current_version(self.home)
+            self._champion = Registry(self.settings).champion
+        try:
+            return self._champion()
+        except Exception as exc:  # the database is down: serve on with what is loaded
+            loaded = self._loaded
+            if loaded is None:
+                raise ModelUnavailable(
+                    f"The model registry cannot be read ({type(exc).__name__}); check the"
+                    " database.",
+                    code="model.registry_unavailable",
+                ) from exc
+            log.warning("registry unreadable, %s serves on: %s", loaded[0].info.version, exc)
+            return loaded[0].info.version
+
+    def load(self, wait: bool = False) -> TrainedModel:
+        """The model answering now (loaded on first use). When the champion moved, the new
+        one is loaded beside the old in the background and swapped in once complete, so no
+        request waits or fails meanwhile; ``wait``: load it here and now instead."""
+        return self._load(wait)[0]
+
+    def _load(self, wait: bool = False) -> tuple[TrainedModel, Backbones]:
+        wanted = self.wanted_version()
         loaded = self._loaded
         if loaded is not None and loaded[0].info.version == wanted:
             return loaded
+        if loaded is None or wait or wanted is None:
+            with self._lock:
+                loaded = self._loaded
+                if loaded is None or loaded[0].info.version != wanted:
+                    loaded = self._loaded = self._build(wanted, loaded)
+                return loaded
+        self._swap_in_background(wanted)
+        return loaded
+
+    def _build(
+        self, version: str | None, previous: tuple[TrainedModel, Backbones] | None
+    ) -> tuple[TrainedModel, Backbones]:
+        model = load_model(self.home, version)
+        if previous is not None and previous[1].key == model.info.backbone_key:
+            return model, previous[1]  # same backbone, same settings: keep it warm
+        return model, Backbones.build(model.info, self.settings, self.workers)
+
+    def _swap_in_background(self, wanted: str) -> None:
+        retry_at, _ = self.failed.get(wanted, (0.0, ""))
+        if time.monotonic() < retry_at:
+            return  # it failed recently: keep serving the old one
         with self._lock:
-            loaded = self._loaded
-            if loaded is None or loaded[0].info.version != wanted:
-                model = load_model(self.home, wanted)
-                backbones = Backbones.build(model.info, self.settings, self.workers)
-                loaded = self._loaded = (model, backbones)
-            return loaded
+            if self._swapping is not None and self._swapping.is_alive():
+                return
+            self._swapping = threading.Thread(
+                target=self._swap, args=(wanted,), name=f"load-{wanted}", daemon=True
+            )
+            self._swapping.start()
+
+    def _swap(self, wanted: str) -> None:
+        try:
+            built = self._build(wanted, self._loaded)
+        except LookalikeError as exc:  # damaged or missing artifact: the old one serves on
+            self.failed[wanted] = (time.monotonic() + SWAP_RETRY_SECONDS, exc.message)
+            log.error(
+                "model %s could not be loaded, %s keeps serving: %s",
+                wanted,
+                self._loaded[0].info.version if self._loaded else None,
+                exc.message,
+            )
+            return
+        with self._lock:
+            self._loaded = built
+            self.failed.pop(wanted, None)
+        log.info("now serving model %s", wanted)
 
     def predict(
         self,

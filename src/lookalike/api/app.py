@@ -4,7 +4,8 @@
 warmed at start-up when a model exists; without one the app still starts and prediction
 endpoints answer 503 ``model.none``; concurrent requests are analysed side by side, see
 ``lookalike.inference.Backbones``), ``engine`` + ``sessions`` (the prediction log),
-``store`` (object store), ``templates``, ``metrics`` (a Prometheus registry of its own),
+``registry`` (model versions; the predictor follows its champion), ``store`` (object
+store), ``templates``, ``metrics`` (a Prometheus registry of its own),
 ``rate_limiter`` and ``gallery`` (reference photos of the current model).
 
 Middleware, outermost first: metrics -> body size limit -> security headers -> FastAPI's
@@ -36,6 +37,7 @@ from lookalike.config import Settings, get_settings
 from lookalike.db import init_db, make_engine, session_factory
 from lookalike.errors import LookalikeError
 from lookalike.inference import Predictor
+from lookalike.registry import Registry
 from lookalike.storage import ObjectStore
 
 log = logging.getLogger("lookalike.api")
@@ -93,9 +95,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the web service for ``settings`` (default: the process settings)."""
     settings = settings or get_settings()
     url = settings.effective_database_url
-    predictor = Predictor(settings, workers=inference_workers())
     engine = make_engine(url)
     sessions = session_factory(engine)
+    registry = Registry(settings, engine)
+    # The champion is read from the registry between requests: a promotion or a rollback
+    # is served without a restart.
+    predictor = Predictor(settings, workers=inference_workers(), champion=registry.champion)
     store = ObjectStore(settings)
 
     @asynccontextmanager
@@ -124,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.predictor = predictor
+    app.state.registry = registry
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.store = store

@@ -168,5 +168,69 @@ class ModelPublic(BaseModel):
 
 class HealthPublic(BaseModel):
     status: Literal["ok", "degraded"]
-    model: str | None
+    model: str | None = Field(description="The version answering now.")
+    champion: str | None = Field(
+        None, description="The registry's champion (differs from `model` while it loads)."
+    )
+    model_errors: dict[str, str] = Field(
+        default_factory=dict, description="Champions that failed to load, and why."
+    )
     database: Literal["ok", "error"]
+
+
+class ModelEventPublic(BaseModel):
+    at: datetime
+    kind: Literal["register", "decision", "promote", "rollback"]
+    version: str
+    previous: str | None
+    promoted: bool | None
+    reason: str
+    actor: str
+    figures: dict[str, Any]
+
+
+class ModelVersionPublic(BaseModel):
+    version: str
+    alias: Literal["champion", "challenger"] | None
+    created_at: datetime
+    created_by: str
+    backbone: str | None
+    head: str | None
+    labels: list[str]
+    dataset_revision: int | None
+    test_version: int | None
+    metrics: dict[str, Any]
+    decision: Literal["promoted", "refused"] | None
+
+
+class ModelVersionDetail(ModelVersionPublic):
+    events: list[ModelEventPublic] = Field(description="This version's history, oldest first.")
+
+
+class ModelsPublic(BaseModel):
+    data: list[ModelVersionPublic] = Field(description="Every version, newest first.")
+    count: int
+    champion: str | None
+    challenger: str | None
+    events: list[ModelEventPublic] = Field(description="Promotions and rollbacks, newest first.")
+
+
+class PromoteRequest(_In):
+    reason: str = Field("promoted by an admin", min_length=1, max_length=500)
+
+
+class RollbackRequest(_In):
+    to: str | None = Field(None, max_length=32, description="Default: the previous champion.")
+    reason: str = Field("rolled back by an admin", min_length=1, max_length=500)
+
+
+class ChampionChange(BaseModel):
+    champion: str
+    previous: str | None
+    serving: str = Field(description="The version this server process answers with now.")
+
+
+class JobPublic(BaseModel):
+    id: str
+    done: bool
+    result: dict[str, Any] | None = None

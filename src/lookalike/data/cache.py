@@ -74,6 +74,11 @@ class EmbeddingCache:
                 (backbone, sha256, vec.shape[0], vec.tobytes(), json.dumps(meta)),
             )
 
+    def delete(self, sha256: str) -> int:
+        """Forget every backbone's embedding of an image (its owner deleted it)."""
+        with self._conn() as conn:
+            return conn.execute("DELETE FROM embeddings WHERE sha256 = ?", (sha256,)).rowcount
+
     def count(self, backbone: str | None = None) -> int:
         if backbone is None:
             row = self._conn().execute("SELECT COUNT(*) FROM embeddings").fetchone()

@@ -293,8 +293,6 @@ def import_images(
     1.4x the photos/s of one stream on 2 cores).
     """
     source = Path(source)
-    store = DatasetStore(settings)
-    cache = EmbeddingCache(Path(settings.home) / "cache" / "embeddings.sqlite")
     items = list(iter_sources(source, settings))
     if len(items) > settings.max_import_files:
         raise InvalidInput(
@@ -302,6 +300,23 @@ def import_images(
             f" {settings.max_import_files} (setting max_import_files). Split it into parts.",
             code="import.too_many_files",
         )
+    return import_items(
+        items, settings, backbone=backbone, backbone_name=backbone_name, progress=progress
+    )
+
+
+def import_items(
+    items: list[SourceItem | FileProblem],
+    settings: Settings,
+    *,
+    backbone: Backbone | None = None,
+    backbone_name: str | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import already-listed items (see ``import_images``): decode, analyse, check, store,
+    then one catalog write for all of them."""
+    store = DatasetStore(settings)
+    cache = EmbeddingCache(Path(settings.home) / "cache" / "embeddings.sqlite")
     workers = 1 if backbone is not None else settings.resolved_embed_workers
     name = backbone_name or settings.backbone
     main_backbone = backbone or create_backbone(name, settings, threads=1 if workers > 1 else None)

@@ -103,6 +103,12 @@ class SplitStore:
                 if len(hashes) < self.settings.min_images_per_class:
                     too_few[label] = len(hashes)
                     continue
+                # Visitors' photos always train: the test set stays the operator's photos.
+                for r in records:
+                    if r.sha256 not in splits.assignments and r.source.startswith("visitor:"):
+                        splits.assignments[r.sha256] = "train"
+                        changed = True
+                hashes = [r.sha256 for r in records if not r.source.startswith("visitor:")]
                 fresh = [h for h in hashes if h not in splits.assignments]
                 if not fresh:
                     continue

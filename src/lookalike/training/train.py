@@ -1,21 +1,23 @@
 """Training: dataset -> splits -> cached embeddings -> head(s) -> open-set threshold ->
-evaluation on the frozen test set -> a new model version."""
+evaluation on the frozen test set -> a new model version (an artifact; registering it and
+deciding whether it serves is ``lookalike.retrain``'s job)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lookalike.artifacts import ModelInfo, TrainedModel, load_model, save_model, set_current
+from lookalike.artifacts import ModelInfo, TrainedModel, load_model, save_model
 from lookalike.config import Settings
 from lookalike.data.cache import EmbeddingCache
 from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore, ImageRecord, now_iso
+from lookalike.data.visitors import is_visitor
 from lookalike.errors import DatasetError, ModelUnavailable
 from lookalike.training.evaluate import compute_metrics, write_report
 from lookalike.training.heads import HEADS, Head, create_head
@@ -82,8 +84,14 @@ def train(
     head: str = "auto",
     backbone_name: str | None = None,
     progress: Progress | None = None,
-    make_current: bool = True,
+    reserved: Collection[str] = (),
+    strict: bool = False,
 ) -> TrainReport:
+    """Train a model on the current dataset and save it as a new version.
+
+    Classes with fewer than ``min_images_per_class`` images are left out (``strict``: refuse
+    to train instead, naming them). ``reserved``: version names already taken elsewhere
+    (the registry's)."""
     if head != "auto":
         create_head(head)  # validates the name before any work
     store = DatasetStore(settings)
@@ -93,6 +101,15 @@ def train(
             "The dataset is empty. Import labelled images first: lookalike import DIR",
             code="dataset.empty",
         )
+    if strict:
+        small = {k: v for k, v in catalog.counts().items() if v < settings.min_images_per_class}
+        if small:
+            raise DatasetError(
+                f"Not retraining: every class needs at least {settings.min_images_per_class}"
+                f" images; these have fewer: {_few(small)}. Add photos or remove the classes.",
+                code="dataset.class_too_small",
+                details={"too_few": small},
+            )
     splits, too_few = SplitStore(settings).update(catalog)
     by_subset: dict[str, list[ImageRecord]] = {"train": [], "val": [], "test": []}
     for sha, rec in sorted(catalog.images.items()):
@@ -151,6 +168,7 @@ def train(
     # logistic first: its probabilities are the better calibrated.
     chosen = max(names, key=lambda n: (val_scores[n] or 0.0, -names.index(n)))
 
+    shown = np.array([not is_visitor(r.source) for r in rec_tr], dtype=bool)
     model = TrainedModel(
         info=ModelInfo(
             version="",
@@ -172,12 +190,14 @@ def train(
             },
         ),
         head=fitted[chosen],
-        gallery=x_tr,
-        gallery_labels=y_tr,
-        gallery_hashes=np.array([r.sha256 for r in rec_tr]),
-        gallery_exts=np.array([r.ext for r in rec_tr]),
+        # Reference photos: the operator's only. Visitors' photos train the head but are
+        # never shown to another visitor as a "nearest photo".
+        gallery=x_tr[shown],
+        gallery_labels=y_tr[shown],
+        gallery_hashes=np.array([r.sha256 for r in rec_tr])[shown],
+        gallery_exts=np.array([r.ext for r in rec_tr])[shown],
     )
-    genuine, impostor = genuine_impostor(model.aggregator, x_tr, y_tr, x_va, y_va)
+    genuine, impostor = genuine_impostor(model.aggregator, x_tr[shown], y_tr[shown], x_va, y_va)
     threshold, how = choose_threshold(genuine, impostor, DEFAULT_THRESHOLDS.get(backbone.id, -1.0))
     model.info.threshold = round(threshold, 4)
     model.info.open_set = how
@@ -190,9 +210,7 @@ def train(
     metrics["val_scores"] = val_scores
     metrics["fit_seconds"] = fit_seconds
     model.info.metrics = metrics
-    version = save_model(Path(settings.home), model)
-    if make_current:
-        set_current(Path(settings.home), version)
+    version = save_model(Path(settings.home), model, reserved)
     return TrainReport(
         version=version,
         head=chosen,
@@ -226,7 +244,7 @@ def _head_kwargs(name: str, settings: Settings) -> dict[str, Any]:
 
 
 def evaluate(
-    settings: Settings, version: str | None = None, out_dir: Path | None = None
+    settings: Settings, version: str | None, out_dir: Path | None = None
 ) -> tuple[dict[str, Any], list[Path]]:
     """Re-evaluate a saved model on the frozen test set version it records."""
     home = Path(settings.home)

@@ -1,6 +1,7 @@
 """One router per resource."""
 
 from lookalike.api.routes import (
+    admin,
     classes,
     health,
     images,
@@ -19,6 +20,7 @@ ROUTERS = [
     images.router,
     health.router,
     metrics.router,
+    admin.router,
     pages.router,
 ]
 

@@ -25,16 +25,21 @@ def health(
         version: str | None = predictor.load().info.version
     except LookalikeError:
         version = None
+    champion: str | None = None
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         database = "ok"
+        champion = predictor.wanted_version()
     except Exception as exc:
         log.warning("health: database check failed: %s", exc)
         database = "error"
-    ok = version is not None and database == "ok"
+    errors = {v: why for v, (_, why) in predictor.failed.items()}
+    ok = version is not None and database == "ok" and not errors
     return HealthPublic(
         status="ok" if ok else "degraded",
         model=version,
+        champion=champion,
+        model_errors=errors,
         database=database,
     )

@@ -44,6 +44,7 @@ from lookalike.api.schemas import (
     PredictionSummary,
 )
 from lookalike.config import Settings
+from lookalike.data.visitors import forget_visitor_photo
 from lookalike.db import Prediction as PredictionRow
 from lookalike.db import Upload, utcnow
 from lookalike.errors import LookalikeError, NotFound
@@ -555,4 +556,6 @@ def delete_photo(
         if row.storage_key is not None:
             store.delete(row.storage_key)
             row.storage_key = None
+    # If it was gathered into the training set, it leaves it (and the embedding cache) too.
+    forget_visitor_photo(request.app.state.settings, prediction_id)
     return Response(status_code=204)

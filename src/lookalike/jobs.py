@@ -1,0 +1,139 @@
+"""Background jobs with huey: retraining on a schedule, when enough new images arrived, and
+on demand.
+
+The queue is a SQLite file in the data dir by default (``jobs.sqlite3``), Redis when
+``jobs_redis_url`` is set. ``lookalike worker`` runs the consumer; ``lookalike serve`` runs
+one in its own process unless ``jobs_in_process`` is off. Schedules run in the server's
+local time. Every job goes through ``lookalike.retrain.retrain``, whose lock makes sure two
+retrains never overlap, whichever process or trigger started them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from huey import Huey, SqliteHuey, crontab
+from huey.api import Result
+from huey.consumer import Consumer
+
+from lookalike.artifacts import load_model
+from lookalike.config import Settings, parse_cron
+from lookalike.data.store import DatasetStore
+from lookalike.errors import LookalikeError
+from lookalike.registry import Registry
+from lookalike.retrain import retrain
+
+log = logging.getLogger("lookalike.jobs")
+
+
+def create_queue(settings: Settings) -> Huey:
+    if settings.jobs_redis_url:
+        try:
+            from huey import RedisHuey
+        except ImportError as exc:  # huey imports redis lazily
+            raise LookalikeError(
+                "jobs_redis_url is set but the redis package is not installed:"
+                " pip install redis, or leave jobs_redis_url empty for the SQLite queue.",
+                code="jobs.redis_missing",
+            ) from exc
+        return RedisHuey("lookalike", url=settings.jobs_redis_url, utc=False)
+    path = Path(settings.home) / "jobs.sqlite3"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey("lookalike", filename=str(path), utc=False)
+
+
+def new_images_since_champion(settings: Settings, registry: Registry) -> int:
+    """Labelled images added to the dataset after the champion was trained."""
+    version = registry.champion()
+    if version is None:
+        return len(DatasetStore(settings).load().images)
+    created = load_model(Path(settings.home), version).info.created_at
+    return sum(1 for r in DatasetStore(settings).load().images.values() if r.added_at > created)
+
+
+def run_retrain(settings: Settings, trigger: str, actor: str) -> dict[str, Any]:
+    """One retrain as a job: its outcome as a small dict (errors included, never raised)."""
+    try:
+        result = retrain(settings, trigger=trigger, actor=actor)
+    except LookalikeError as exc:
+        log.warning("retrain (%s) did not run: %s", trigger, exc.message)
+        return {"ok": False, "trigger": trigger, **exc.to_dict()}
+    log.info("retrain (%s): %s", trigger, result.decision.reason)
+    return {
+        "ok": True,
+        "trigger": trigger,
+        "version": result.version,
+        "promoted": result.promoted,
+        "champion": result.champion,
+        "reason": result.decision.reason,
+        "seconds": result.seconds,
+    }
+
+
+def maybe_retrain_for_new_images(settings: Settings) -> dict[str, Any] | None:
+    """Retrain when ``retrain_min_new_images`` arrived since the champion (None: not yet)."""
+    if settings.retrain_min_new_images <= 0:
+        return None
+    with Registry(settings) as registry:
+        new = new_images_since_champion(settings, registry)
+    if new < settings.retrain_min_new_images:
+        return None
+    return run_retrain(settings, "new-images", f"{new} new images")
+
+
+def _every(minutes: int) -> crontab:
+    if minutes < 60:
+        return crontab(minute=f"*/{minutes}")
+    return crontab(minute="0", hour=f"*/{max(1, minutes // 60)}")
+
+
+class Jobs:
+    """The queue and its tasks for one ``Settings``."""
+
+    def __init__(self, settings: Settings, huey: Huey | None = None) -> None:
+        self.settings = settings
+        self.huey = huey or create_queue(settings)
+
+        @self.huey.task(name="retrain")
+        def retrain_task(trigger: str, actor: str) -> dict[str, Any]:
+            return run_retrain(settings, trigger, actor)
+
+        @self.huey.periodic_task(crontab(**parse_cron(settings.retrain_cron)), name="schedule")
+        def scheduled_retrain() -> dict[str, Any]:
+            return run_retrain(settings, "schedule", "scheduler")
+
+        @self.huey.periodic_task(_every(settings.retrain_check_minutes), name="new-images")
+        def new_images_check() -> dict[str, Any] | None:
+            return maybe_retrain_for_new_images(settings)
+
+        self.retrain_task = retrain_task
+        self.scheduled_retrain = scheduled_retrain
+        self.new_images_check = new_images_check
+
+    def enqueue_retrain(self, trigger: str = "api", actor: str = "api") -> str:
+        """Queue a retrain; returns the job id."""
+        result: Result = self.retrain_task(trigger, actor)
+        return str(result.id)
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        """A finished job's outcome (None while queued or running, or unknown)."""
+        value = self.huey.result(job_id, preserve=True)
+        return value if isinstance(value, dict) else None
+
+    def consumer(self, workers: int = 1) -> Consumer:
+        """A consumer for a dedicated worker process (``run()`` blocks, handles signals)."""
+        return Consumer(self.huey, workers=workers, worker_type="thread", periodic=True)
+
+    def start_in_background(self) -> Consumer:
+        """A consumer running in threads inside this process (``stop()`` ends it); it leaves
+        signal handling to its host (the web server)."""
+        consumer = _GuestConsumer(self.huey, workers=1, worker_type="thread", periodic=True)
+        consumer.start()
+        return consumer
+
+
+class _GuestConsumer(Consumer):
+    def _set_signal_handlers(self) -> None:
+        pass  # the host process (uvicorn) owns SIGINT/SIGTERM

@@ -1,0 +1,440 @@
+"""The model registry: every model version, the ``champion`` and ``challenger`` aliases, and
+the history of every registration, gate decision, promotion and rollback.
+
+The registry lives in the database (tables ``model_versions``, ``model_aliases``,
+``model_events``); artifacts live on disk under the data dir and a row is written only once
+its artifact is complete. Every change is one transaction, so a process killed at any point
+leaves the aliases and the history consistent: the champion is whatever the last committed
+transaction made it. Serving processes ask :meth:`Registry.champion` between requests (one
+indexed read) and swap models when it moves, which makes promotion and rollback the same
+mechanism.
+
+Two kinds of models share it: ``lookalike`` (the face/image models, ``models/mNNNN``) and
+``names`` (the name generator).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lookalike.artifacts import VERSION_PATTERN, ModelInfo, list_versions, models_dir
+from lookalike.config import Settings
+from lookalike.db import (
+    ModelAlias,
+    ModelEvent,
+    ModelVersion,
+    init_db,
+    make_engine,
+    session_factory,
+    utcnow,
+)
+from lookalike.errors import InvalidInput, ModelUnavailable, NotFound
+
+LOOKALIKE = "lookalike"
+NAMES = "names"
+KINDS = (LOOKALIKE, NAMES)
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+ALIASES = (CHAMPION, CHALLENGER)
+ACTOR_PATTERN = re.compile(r"[^\x00-\x1f]{1,255}")
+
+
+def verify_artifact(home: Path, artifact: str, digest: str) -> None:
+    """Refuse an artifact that is missing or damaged: every file listed in its
+    ``model.json`` must match its recorded SHA-256, and ``digest`` must be one of them."""
+    path = (Path(home) / artifact).resolve()
+    try:
+        if not path.is_relative_to(Path(home).resolve()):
+            raise ValueError("artifact path leaves the data dir")
+        files = json.loads((path / "model.json").read_text())["files"]
+        if digest not in files.values():
+            raise ValueError("the registered digest is not among the artifact's files")
+        for name, expected in files.items():
+            if hashlib.sha256((path / name).read_bytes()).hexdigest() != expected:
+                raise ValueError(f"{name} does not match its recorded SHA-256")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelUnavailable(
+            f"The artifact {artifact} is missing or damaged ({exc}); it cannot serve.",
+            code="model.corrupt",
+            details={"artifact": artifact},
+        ) from exc
+
+
+class Registry:
+    """Read and change the registry. ``engine``: share the caller's (the web app's);
+    without one, the settings' database is initialised and an engine of its own is made."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.home = Path(settings.home)
+        self._own_engine = engine is None
+        if engine is None:
+            init_db(settings.effective_database_url)
+            engine = make_engine(settings.effective_database_url)
+        self.engine = engine
+        self.sessions = session_factory(engine)
+        self._adopted = False
+
+    def close(self) -> None:
+        if self._own_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading -----------------------------------------------------------------------
+
+    def champion(self, kind: str = LOOKALIKE) -> str | None:
+        """The version answering requests (None before the first model)."""
+        return self.alias(CHAMPION, kind)
+
+    def challenger(self, kind: str = LOOKALIKE) -> str | None:
+        return self.alias(CHALLENGER, kind)
+
+    def alias(self, alias: str, kind: str = LOOKALIKE) -> str | None:
+        if kind == LOOKALIKE and not self._adopted:
+            self.adopt_existing()
+        with self.engine.connect() as conn:
+            version: str | None = conn.execute(
+                select(ModelAlias.version).where(ModelAlias.kind == kind, ModelAlias.alias == alias)
+            ).scalar()
+            return version
+
+    def get(self, version: str) -> ModelVersion:
+        with self.sessions() as session:
+            row = session.get(ModelVersion, version)
+        if row is None:
+            raise NotFound(
+                f"Model version {version!r} is not in the registry; `lookalike models list`"
+                " shows the known ones.",
+                code="model.not_found",
+                details={"version": version},
+            )
+        return row
+
+    def versions(self, kind: str = LOOKALIKE) -> list[ModelVersion]:
+        """Every registered version of ``kind``, newest first."""
+        if kind == LOOKALIKE and not self._adopted:
+            self.adopt_existing()
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(ModelVersion)
+                .where(ModelVersion.kind == kind)
+                .order_by(ModelVersion.created_at.desc(), ModelVersion.version.desc())
+            ).all()
+        return list(rows)
+
+    def events(
+        self, kind: str = LOOKALIKE, version: str | None = None, limit: int = 500
+    ) -> list[ModelEvent]:
+        """The history, newest first."""
+        query = select(ModelEvent).where(ModelEvent.model_kind == kind)
+        if version is not None:
+            query = query.where(ModelEvent.version == version)
+        with self.sessions() as session:
+            rows = session.scalars(
+                query.order_by(ModelEvent.at.desc(), ModelEvent.id.desc()).limit(limit)
+            ).all()
+        return list(rows)
+
+    def aliases(self, kind: str = LOOKALIKE) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ModelAlias.alias, ModelAlias.version).where(ModelAlias.kind == kind)
+            ).all()
+        return {alias: version for alias, version in rows}
+
+    # -- changing ----------------------------------------------------------------------
+
+    def register(
+        self,
+        *,
+        kind: str,
+        version: str,
+        artifact: str,
+        digest: str,
+        created_by: str,
+        backbone: str | None = None,
+        head: str | None = None,
+        labels: Sequence[str] = (),
+        dataset_revision: int | None = None,
+        test_version: int | None = None,
+        metrics: dict[str, Any] | None = None,
+        created_at: datetime | None = None,
+        challenger: bool = False,
+    ) -> ModelVersion:
+        """Record a complete artifact as a new version (``challenger``: also point the
+        challenger alias at it)."""
+        if kind not in KINDS:
+            raise InvalidInput(f"Unknown model kind {kind!r}; expected one of {KINDS}.")
+        verify_artifact(self.home, artifact, digest)
+        row = ModelVersion(
+            version=version,
+            kind=kind,
+            created_at=created_at or utcnow(),
+            created_by=created_by,
+            artifact=artifact,
+            digest=digest,
+            backbone=backbone,
+            head=head,
+            labels=list(labels),
+            dataset_revision=dataset_revision,
+            test_version=test_version,
+            metrics=metrics or {},
+        )
+        try:
+            with self.sessions.begin() as session:
+                session.add(row)
+                session.flush()
+                session.add(
+                    ModelEvent(
+                        kind="register",
+                        model_kind=kind,
+                        version=version,
+                        reason=f"registered by {created_by}",
+                        figures=_headline(metrics or {}),
+                        actor=created_by,
+                    )
+                )
+                if challenger:
+                    _set_alias(session, kind, CHALLENGER, version)
+        except IntegrityError as exc:
+            raise InvalidInput(
+                f"Model version {version!r} is already registered.",
+                code="model.exists",
+                details={"version": version},
+            ) from exc
+        return row
+
+    def register_model(
+        self, info: ModelInfo, created_by: str, *, challenger: bool = True
+    ) -> ModelVersion:
+        """Register a saved face/image model (``models/<version>``)."""
+        return self.register(
+            kind=LOOKALIKE,
+            version=info.version,
+            artifact=f"models/{info.version}",
+            digest=info.files["arrays.npz"],
+            created_by=created_by,
+            backbone=info.backbone_key,
+            head=info.head,
+            labels=info.labels,
+            dataset_revision=info.dataset_revision,
+            test_version=info.test_version,
+            metrics=_headline(info.metrics),
+            created_at=datetime.fromisoformat(info.created_at) if info.created_at else None,
+            challenger=challenger,
+        )
+
+    def record_decision(
+        self,
+        version: str,
+        *,
+        promoted: bool,
+        reason: str,
+        figures: dict[str, Any],
+        actor: str,
+    ) -> None:
+        """The promotion gate's verdict on ``version``, and the promotion itself when it
+        won: one transaction."""
+        row = self.get(version)
+        if promoted:
+            verify_artifact(self.home, row.artifact, row.digest)
+        with self.sessions.begin() as session:
+            previous = _alias(session, row.kind, CHAMPION)
+            db_row = session.get(ModelVersion, version)
+            assert db_row is not None
+            db_row.decision = "promoted" if promoted else "refused"
+            session.add(
+                ModelEvent(
+                    kind="decision",
+                    model_kind=row.kind,
+                    version=version,
+                    previous=previous,
+                    promoted=promoted,
+                    reason=reason,
+                    figures=figures,
+                    actor=actor,
+                )
+            )
+            if promoted:
+                self._promote_in(session, row.kind, version, previous, reason, actor, "promote")
+
+    def promote(self, version: str, *, reason: str, actor: str) -> str | None:
+        """Make ``version`` the champion of its kind by hand; returns the previous one."""
+        row = self.get(version)
+        verify_artifact(self.home, row.artifact, row.digest)
+        with self.sessions.begin() as session:
+            previous = _alias(session, row.kind, CHAMPION)
+            if previous == version:
+                raise InvalidInput(
+                    f"{version} is already the champion.", code="model.already_champion"
+                )
+            self._promote_in(session, row.kind, version, previous, reason, actor, "promote")
+        return previous
+
+    def rollback(
+        self, *, reason: str, actor: str, kind: str = LOOKALIKE, to: str | None = None
+    ) -> tuple[str, str]:
+        """Go back to the champion before the current one (or to ``to``); returns
+        (from, to). Versions that were rolled back away from are skipped."""
+        current = self.champion(kind)
+        if current is None:
+            raise InvalidInput("There is no champion to roll back from.", code="model.none")
+        target = to if to is not None else self._rollback_target(kind, current)
+        if target is None:
+            raise InvalidInput(
+                f"{current} has no earlier champion to roll back to; promote a version"
+                " explicitly (lookalike models promote VERSION).",
+                code="model.no_previous",
+            )
+        row = self.get(target)
+        if row.kind != kind or target == current:
+            raise InvalidInput(
+                f"Cannot roll back from {current} to {target}.",
+                code="model.bad_rollback",
+                details={"from": current, "to": target},
+            )
+        verify_artifact(self.home, row.artifact, row.digest)
+        with self.sessions.begin() as session:
+            previous = _alias(session, kind, CHAMPION)
+            self._promote_in(session, kind, target, previous, reason, actor, "rollback")
+        return current, target
+
+    def _rollback_target(self, kind: str, current: str) -> str | None:
+        history = list(reversed(self.events(kind)))  # oldest first
+        last_state: dict[str, str] = {}  # version -> "promoted" | "rolled_back"
+        order: list[str] = []
+        for event in history:
+            if event.kind in ("promote", "rollback"):
+                last_state[event.version] = "promoted"
+                order.append(event.version)
+            if event.kind == "rollback" and event.previous:
+                last_state[event.previous] = "rolled_back"
+        for version in reversed(order):
+            if version != current and last_state.get(version) == "promoted":
+                return version
+        return None
+
+    @staticmethod
+    def _promote_in(
+        session: Session,
+        kind: str,
+        version: str,
+        previous: str | None,
+        reason: str,
+        actor: str,
+        event: str,
+    ) -> None:
+        _set_alias(session, kind, CHAMPION, version)
+        if _alias(session, kind, CHALLENGER) == version:
+            session.execute(
+                delete(ModelAlias).where(ModelAlias.kind == kind, ModelAlias.alias == CHALLENGER)
+            )
+        session.add(
+            ModelEvent(
+                kind=event,
+                model_kind=kind,
+                version=version,
+                previous=previous,
+                promoted=True,
+                reason=reason,
+                actor=actor,
+            )
+        )
+
+    # -- housekeeping ------------------------------------------------------------------
+
+    def adopt_existing(self) -> None:
+        """Register model directories trained before the registry existed (once): all of
+        them, and the one ``models/current`` named becomes the champion."""
+        self._adopted = True
+        with self.engine.connect() as conn:
+            known = conn.execute(
+                select(func.count()).select_from(ModelVersion).where(ModelVersion.kind == LOOKALIKE)
+            ).scalar()
+        if known or not list_versions(self.home):
+            return
+        pointer = models_dir(self.home) / "current"
+        current = pointer.read_text().strip() if pointer.exists() else None
+        for version in list_versions(self.home):
+            try:
+                raw = (models_dir(self.home) / version / "model.json").read_text()
+                info = ModelInfo(**json.loads(raw))
+                self.register_model(info, "adopted from an earlier version", challenger=False)
+            except (OSError, ValueError, TypeError, KeyError, ModelUnavailable, InvalidInput):
+                continue  # damaged or registered meanwhile by another process
+        if current:
+            with contextlib.suppress(NotFound, InvalidInput, ModelUnavailable):
+                self.promote(current, reason="champion before the registry existed", actor="adopt")
+
+    def orphan_artifacts(self) -> list[Path]:
+        """Model directories no registry row points at: what a killed training left."""
+        root = models_dir(self.home)
+        if not root.exists():
+            return []
+        with self.engine.connect() as conn:
+            registered = set(
+                conn.execute(
+                    select(ModelVersion.version).where(ModelVersion.kind == LOOKALIKE)
+                ).scalars()
+            )
+        return sorted(
+            p
+            for p in root.iterdir()
+            if p.is_dir()
+            and (
+                p.name.startswith(".building-")
+                or (VERSION_PATTERN.fullmatch(p.name) and p.name not in registered)
+            )
+        )
+
+    def remove_orphans(self) -> list[str]:
+        """Delete orphan artifacts (call only while holding the training lock)."""
+        removed = []
+        for path in self.orphan_artifacts():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+        return removed
+
+    def reserved_versions(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(ModelVersion.version)).scalars())
+
+
+def _alias(session: Session, kind: str, alias: str) -> str | None:
+    row = session.get(ModelAlias, (kind, alias))
+    return row.version if row is not None else None
+
+
+def _set_alias(session: Session, kind: str, alias: str, version: str) -> None:
+    row = session.get(ModelAlias, (kind, alias))
+    if row is None:
+        session.add(ModelAlias(kind=kind, alias=alias, version=version, updated_at=utcnow()))
+    else:
+        row.version = version
+        row.updated_at = utcnow()
+    session.flush()
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The figures worth keeping in the registry row (not the confusion matrix)."""
+    keep = ("n", "accuracy", "macro_f1", "no_strong_match_rate", "val_scores", "fit_seconds")
+    out = {k: metrics[k] for k in keep if k in metrics}
+    out.update({k: v for k, v in metrics.items() if k not in out and isinstance(v, int | float)})
+    return out

@@ -1,0 +1,169 @@
+"""Safe retraining: train a challenger, put it beside the champion on the same frozen test
+set, and promote it only when it wins (``lookalike.training.compare``).
+
+One retrain at a time (an exclusive lock in the data dir, released by the kernel even when
+the process is killed). Each step leaves something whole behind, so a retrain killed at any
+point (``kill -9``) never hurts the champion or the registry:
+
+1. leftovers of a killed run are removed: model directories no registry row names;
+   visitors' consented photos with a confirmed label join the dataset, withdrawn ones leave
+   (``lookalike.data.visitors``);
+2. the challenger is trained and saved (a directory renamed into place: whole or absent);
+3. it is registered and becomes the ``challenger`` (one transaction);
+4. the gate decides; decision, figures and promotion are one transaction.
+
+Serving processes follow the champion alias (``Predictor``), so a promotion is picked up
+without a restart. Embeddings are cached by image hash, so a retrain embeds only new images.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from lookalike.artifacts import load_model
+from lookalike.config import Settings
+from lookalike.data.visitors import GatherReport, gather_visitor_photos
+from lookalike.errors import LookalikeError
+from lookalike.registry import Registry
+from lookalike.training.compare import GateDecision, compare_models
+from lookalike.training.train import Progress, TrainReport, train
+
+TRIGGERS = ("manual", "schedule", "new-images", "api")
+
+
+class RetrainRunning(LookalikeError):
+    status = 409
+    code = "retrain.running"
+
+
+@dataclass
+class RetrainResult:
+    visitors: GatherReport  # visitor photos added / forgotten before training
+    report: TrainReport
+    decision: GateDecision
+    champion: str  # after the decision
+    previous: str | None  # champion before it
+    seconds: float
+
+    @property
+    def version(self) -> str:
+        return self.report.version
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision.promoted
+
+
+@contextmanager
+def training_lock(home: Path) -> Iterator[None]:
+    """Held for a whole retrain; a second one is refused at once (not queued)."""
+    path = Path(home) / "retrain.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RetrainRunning(
+                f"A retrain is already running ({holder}); wait for it to finish.",
+                details={"holder": holder},
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def retrain(
+    settings: Settings,
+    *,
+    trigger: str = "manual",
+    actor: str = "cli",
+    head: str = "auto",
+    backbone_name: str | None = None,
+    strict: bool = True,
+    progress: Progress | None = None,
+    registry: Registry | None = None,
+) -> RetrainResult:
+    """Train a challenger from the current dataset and let the gate decide.
+
+    The first model becomes the champion directly. ``strict``: refuse to train while a
+    class has fewer than ``min_images_per_class`` images (``lookalike train`` leaves such
+    classes out instead)."""
+    start = time.perf_counter()
+    own = registry is None
+    reg = registry or Registry(settings)
+    try:
+        with training_lock(Path(settings.home)):
+            reg.remove_orphans()
+            visitors = gather_visitor_photos(settings, reg.engine)
+            report = train(
+                settings,
+                head=head,
+                backbone_name=backbone_name,
+                progress=progress,
+                reserved=reg.reserved_versions(),
+                strict=strict,
+            )
+            created_by = f"{actor} ({trigger})"
+            reg.register_model(load_model(Path(settings.home), report.version).info, created_by)
+            if progress:
+                progress("compare", 0, 1)
+            champion_version = reg.champion()
+            decision = challenge(settings, reg, report.version, created_by)
+            if progress:
+                progress("compare", 1, 1)
+            return RetrainResult(
+                visitors=visitors,
+                report=report,
+                decision=decision,
+                champion=report.version if decision.promoted else str(champion_version),
+                previous=champion_version,
+                seconds=round(time.perf_counter() - start, 3),
+            )
+    finally:
+        if own:
+            reg.close()
+
+
+def challenge(settings: Settings, registry: Registry, version: str, actor: str) -> GateDecision:
+    """Put registered ``version`` through the gate against the champion and record the
+    decision (and the promotion when it wins). The first model wins by default."""
+    home = Path(settings.home)
+    challenger = load_model(home, version)
+    champion_version = registry.champion()
+    if champion_version is None:
+        decision = GateDecision(True, "First model: there is no champion to compare with.", {})
+    else:
+        try:
+            champion = load_model(home, champion_version)
+        except LookalikeError as exc:
+            decision = GateDecision(
+                True,
+                f"The champion {champion_version} cannot be loaded ({exc.message}); the"
+                " challenger replaces it.",
+                {"champion": champion_version, "champion_error": exc.code},
+            )
+        else:
+            decision = compare_models(settings, champion, challenger)
+    registry.record_decision(
+        version,
+        promoted=decision.promoted,
+        reason=decision.reason,
+        figures=decision.figures,
+        actor=actor,
+    )
+    return decision

@@ -1,0 +1,199 @@
+"""The promotion gate: champion and challenger on the same frozen test set, photo by photo.
+
+Both models answer every photo of the challenger's test set version (the newest; it holds
+the champion's). The figures compare them on the classes both know:
+
+- same classes: the challenger must have a higher accuracy, the McNemar test on the paired
+  answers must call the difference significant (``promotion_alpha``), and no class may lose
+  more than ``promotion_max_recall_drop`` of recall. Ties keep the champion.
+- classes added or removed (new contributors, deleted ones): the champion cannot answer the
+  new classes, so on the shared classes the challenger must only be no worse (not
+  significantly less accurate, no class recall dropping more than the margin), and it must
+  recognise the new classes with a mean recall of at least ``promotion_new_class_floor``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lookalike.artifacts import TrainedModel
+from lookalike.config import Settings
+from lookalike.data.splits import SplitStore
+from lookalike.data.store import DatasetStore, ImageRecord
+from lookalike.training.train import backbone_for, embedding_cache
+from lookalike.vision.embed import Embedder
+
+
+@dataclass
+class GateDecision:
+    promoted: bool
+    reason: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def mcnemar_p(only_champion: int, only_challenger: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant pairs (binomial, p = 0.5)."""
+    from scipy.stats import binomtest
+
+    n = only_champion + only_challenger
+    if n == 0:
+        return 1.0
+    return float(binomtest(min(only_champion, only_challenger), n, 0.5).pvalue)
+
+
+def predicted_labels(
+    model: TrainedModel, records: list[ImageRecord], settings: Settings
+) -> list[str | None]:
+    """The model's best class for each photo (None where its backbone found no face)."""
+    store = DatasetStore(settings)
+    embedder = Embedder(backbone_for(model.info, settings), embedding_cache(settings))
+    result = embedder.embed_files({r.sha256: store.path_of(r) for r in records})
+    have = [r for r in records if r.sha256 in result.vectors]
+    answers: dict[str, str] = {}
+    if have:
+        x = np.stack([result.vectors[r.sha256] for r in have]).astype(np.float32)
+        proba, _, _ = model.classify(x)
+        for record, best in zip(have, proba.argmax(axis=1).tolist(), strict=True):
+            answers[record.sha256] = model.info.labels[int(best)]
+    return [answers.get(r.sha256) for r in records]
+
+
+def _recall(truth: list[str], answers: list[str | None], labels: set[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for label in sorted(labels):
+        hits = [a == t for t, a in zip(truth, answers, strict=True) if t == label]
+        if hits:
+            out[label] = round(sum(hits) / len(hits), 4)
+    return out
+
+
+def compare_models(
+    settings: Settings, champion: TrainedModel, challenger: TrainedModel
+) -> GateDecision:
+    """Decide whether ``challenger`` replaces ``champion`` (see the module docstring)."""
+    catalog = DatasetStore(settings).load()
+    test_version = challenger.info.test_version
+    hashes = SplitStore(settings).load().test_hashes(test_version)
+    old, new = set(champion.info.labels), set(challenger.info.labels)
+    shared, added, removed = old & new, new - old, old - new
+    records = sorted(
+        (catalog.images[h] for h in hashes if h in catalog.images),
+        key=lambda r: r.sha256,
+    )
+    records = [r for r in records if r.label in new]
+    truth = [r.label for r in records]
+    ans_champion = predicted_labels(champion, records, settings)
+    ans_challenger = predicted_labels(challenger, records, settings)
+
+    on_shared = [i for i, t in enumerate(truth) if t in shared]
+    ok_a = np.array([ans_champion[i] == truth[i] for i in on_shared], dtype=bool)
+    ok_b = np.array([ans_challenger[i] == truth[i] for i in on_shared], dtype=bool)
+    n = len(on_shared)
+    acc_a = float(ok_a.mean()) if n else None
+    acc_b = float(ok_b.mean()) if n else None
+    only_a, only_b = int((ok_a & ~ok_b).sum()), int((~ok_a & ok_b).sum())
+    p_value = mcnemar_p(only_a, only_b)
+    shared_truth = [truth[i] for i in on_shared]
+    recall_a = _recall(shared_truth, [ans_champion[i] for i in on_shared], shared)
+    recall_b = _recall(shared_truth, [ans_challenger[i] for i in on_shared], shared)
+    margin = settings.promotion_max_recall_drop
+    drops = {
+        label: round(recall_a[label] - recall_b.get(label, 0.0), 4)
+        for label in recall_a
+        if recall_a[label] - recall_b.get(label, 0.0) > margin + 1e-9
+    }
+    on_added = [i for i, t in enumerate(truth) if t in added]
+    recall_new = _recall([truth[i] for i in on_added], [ans_challenger[i] for i in on_added], added)
+    mean_new = round(float(np.mean(list(recall_new.values()))), 4) if recall_new else None
+    alpha = settings.promotion_alpha
+    figures: dict[str, Any] = {
+        "champion": champion.info.version,
+        "challenger": challenger.info.version,
+        "test_version": test_version,
+        "n_shared": n,
+        "champion_accuracy": None if acc_a is None else round(acc_a, 4),
+        "challenger_accuracy": None if acc_b is None else round(acc_b, 4),
+        "only_champion_right": only_a,
+        "only_challenger_right": only_b,
+        "mcnemar_p": round(p_value, 6),
+        "alpha": alpha,
+        "max_recall_drop": margin,
+        "recall_drops": drops,
+        "champion_recall": recall_a,
+        "challenger_recall": recall_b,
+        "classes_added": sorted(added),
+        "classes_removed": sorted(removed),
+        "new_class_recall": recall_new,
+        "new_class_mean_recall": mean_new,
+        "new_class_floor": settings.promotion_new_class_floor,
+    }
+    significant = p_value < alpha
+    drop_text = ", ".join(f"{k} -{v:.2f}" for k, v in sorted(drops.items()))
+    if added or removed:
+        change = []
+        if added:
+            change.append(f"{len(added)} new class(es) the champion cannot score")
+        if removed:
+            change.append(f"{len(removed)} class(es) no longer in the dataset")
+        head = f"Classes changed ({'; '.join(change)}): compared on {len(shared)} shared classes."
+        if acc_a is not None and acc_b is not None and acc_b < acc_a and significant:
+            return GateDecision(
+                False,
+                f"{head} Refused: significantly less accurate on them ({acc_b:.3f} vs"
+                f" {acc_a:.3f}, McNemar p={p_value:.4f} < {alpha}).",
+                figures,
+            )
+        if drops:
+            return GateDecision(
+                False, f"{head} Refused: recall dropped by more than {margin}: {drop_text}.",
+                figures,
+            )  # fmt: skip
+        if added and (mean_new is None or mean_new < settings.promotion_new_class_floor):
+            shown = "no test photos" if mean_new is None else f"{mean_new:.3f}"
+            return GateDecision(
+                False,
+                f"{head} Refused: new classes recognised at {shown}, below the floor"
+                f" {settings.promotion_new_class_floor}.",
+                figures,
+            )
+        shared_text = (
+            f"no worse on the shared classes ({acc_b:.3f} vs {acc_a:.3f}, p={p_value:.4f})"
+            if acc_a is not None and acc_b is not None
+            else "no shared test photos"
+        )
+        new_text = f"; new classes recognised at {mean_new:.3f}" if mean_new is not None else ""
+        return GateDecision(True, f"{head} Promoted: {shared_text}{new_text}.", figures)
+
+    if acc_a is None or acc_b is None:
+        return GateDecision(False, "Refused: no test photos to compare on.", figures)
+    if acc_b <= acc_a:
+        verdict = "tie" if acc_b == acc_a else "less accurate"
+        return GateDecision(
+            False,
+            f"Refused ({verdict}): challenger {acc_b:.3f} vs champion {acc_a:.3f} on the same"
+            f" {n} test photos; ties keep the champion.",
+            figures,
+        )
+    if not significant:
+        return GateDecision(
+            False,
+            f"Refused: challenger {acc_b:.3f} vs champion {acc_a:.3f} is not significant"
+            f" (McNemar p={p_value:.4f} >= {alpha}; {only_b} vs {only_a} discordant photos).",
+            figures,
+        )
+    if drops:
+        return GateDecision(
+            False,
+            f"Refused: more accurate overall but recall dropped by more than {margin}:"
+            f" {drop_text}.",
+            figures,
+        )
+    return GateDecision(
+        True,
+        f"Promoted: challenger {acc_b:.3f} vs champion {acc_a:.3f} on the same {n} test photos"
+        f" (McNemar p={p_value:.4f} < {alpha}; no class recall dropped more than {margin}).",
+        figures,
+    )

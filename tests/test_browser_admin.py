@@ -1,0 +1,111 @@
+"""Admin sign-in in a real browser (Debian's Chromium via Playwright) against the real server.
+
+One server per module with an empty data directory (no model is needed) and one admin user.
+Every test leaves a screenshot in ``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_support import CHROMIUM, running_server
+
+from lookalike import accounts
+from lookalike.config import Settings
+from lookalike.db import init_db, make_engine, session_factory
+
+pytestmark = pytest.mark.browser
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'lookalike[dev]'")
+expect = sync_api.expect
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+NAME = "alice"
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from lookalike.api import create_app
+
+    settings = Settings(
+        home=tmp_path_factory.mktemp("browser_admin") / "home",
+        secret_key="browser-admin-secret-0123456789abcdef",
+        rate_limit_per_minute=0,
+    )
+    url = settings.effective_database_url
+    init_db(url)
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        accounts.create_user(session, NAME, PASSWORD)
+    engine.dispose()
+    with running_server(create_app(settings)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    args = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    yield page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    finally:
+        context.close()
+    assert not page_errors, f"uncaught errors in the page: {page_errors}"
+
+
+def sign_in(page: Any, name: str, password: str) -> None:
+    page.fill("#login-name", name)
+    page.fill("#login-password", password)
+    page.click("#login-submit")
+
+
+def test_admin_sign_in_and_out(page: Any, server: str) -> None:
+    # Anonymous: the admin page sends you to the sign-in form, remembering where you were.
+    page.goto(server + "/admin")
+    expect(page).to_have_url(re.compile(r"/admin/login\?next=%2Fadmin$"))
+    expect(page.locator("#login-form")).to_be_visible()
+
+    sign_in(page, NAME, "not the right password")
+    expect(page.locator("#login-error")).to_have_text("Wrong name or password.")
+    expect(page.locator("#login-name")).to_have_value(NAME)  # kept; the password is not
+    expect(page.locator("#login-password")).to_have_value("")
+
+    sign_in(page, NAME, PASSWORD)
+    expect(page).to_have_url(server + "/admin")
+    expect(page.locator("#signed-in-as")).to_contain_text(f"Signed in as {NAME}")
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "lookalike_admin"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+    assert page.evaluate("document.cookie") == ""  # nothing readable by scripts
+    me = page.goto(server + "/api/admin/me")
+    assert me is not None and me.json()["name"] == NAME
+    page.goto(server + "/admin")
+    expect(page.locator("#logout")).to_be_visible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "test_admin_signed_in.png"), full_page=True)
+
+    page.click("#logout")
+    expect(page).to_have_url(server + "/admin/login")
+    assert not [c for c in page.context.cookies() if c["name"] == "lookalike_admin"]
+    page.goto(server + "/admin")
+    expect(page).to_have_url(re.compile(r"/admin/login\?next=%2Fadmin$"))
