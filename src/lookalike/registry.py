@@ -434,7 +434,15 @@ def _set_alias(session: Session, kind: str, alias: str, version: str) -> None:
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     """The figures worth keeping in the registry row (not the confusion matrix)."""
-    keep = ("n", "accuracy", "macro_f1", "no_strong_match_rate", "val_scores", "fit_seconds")
+    keep = (
+        "n",
+        "accuracy",
+        "macro_f1",
+        "no_strong_match_rate",
+        "val_scores",
+        "fit_seconds",
+        "reference",
+    )
     out = {k: metrics[k] for k in keep if k in metrics}
     out.update({k: v for k, v in metrics.items() if k not in out and isinstance(v, int | float)})
     return out

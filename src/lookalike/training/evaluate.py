@@ -64,7 +64,23 @@ def compute_metrics(
             }
             for i in wrong
         ],
+        # What answers to held-out photos look like: the reference that drift is measured
+        # against (deciles of the best class's probability and match score).
+        "reference": {
+            "quantiles": [round(q, 2) for q in REFERENCE_QUANTILES],
+            "probability": [
+                round(float(v), 4)
+                for v in np.quantile(proba[np.arange(len(y)), pred], REFERENCE_QUANTILES)
+            ],
+            "match_score": [
+                round(float(v), 4) for v in np.quantile(best_match, REFERENCE_QUANTILES)
+            ],
+            "mean_match_score": round(float(best_match.mean()), 4),
+        },
     }
+
+
+REFERENCE_QUANTILES = [i / 10 for i in range(11)]
 
 
 def write_report(metrics: dict[str, Any], labels: list[str], out_dir: Path) -> list[Path]:
