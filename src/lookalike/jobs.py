@@ -18,11 +18,10 @@ from huey import Huey, SqliteHuey, crontab
 from huey.api import Result
 from huey.consumer import Consumer
 
-from lookalike.artifacts import load_model
 from lookalike.config import Settings, parse_cron
+from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore
 from lookalike.errors import LookalikeError
-from lookalike.registry import Registry
 from lookalike.retrain import retrain
 
 log = logging.getLogger("lookalike.jobs")
@@ -44,13 +43,17 @@ def create_queue(settings: Settings) -> Huey:
     return SqliteHuey("lookalike", filename=str(path), utc=False)
 
 
-def new_images_since_champion(settings: Settings, registry: Registry) -> int:
-    """Labelled images added to the dataset after the champion was trained."""
-    version = registry.champion()
-    if version is None:
-        return len(DatasetStore(settings).load().images)
-    created = load_model(Path(settings.home), version).info.created_at
-    return sum(1 for r in DatasetStore(settings).load().images.values() if r.added_at > created)
+def new_images_since_last_model(settings: Settings) -> int:
+    """Labelled images no training has seen yet: not assigned to a split, in classes big
+    enough to train (a class still too small would otherwise trigger retrains forever)."""
+    catalog = DatasetStore(settings).load()
+    assigned = SplitStore(settings).load().assignments
+    counts = catalog.counts()
+    return sum(
+        1
+        for r in catalog.images.values()
+        if r.sha256 not in assigned and counts[r.label] >= settings.min_images_per_class
+    )
 
 
 def run_retrain(settings: Settings, trigger: str, actor: str) -> dict[str, Any]:
@@ -73,11 +76,10 @@ def run_retrain(settings: Settings, trigger: str, actor: str) -> dict[str, Any]:
 
 
 def maybe_retrain_for_new_images(settings: Settings) -> dict[str, Any] | None:
-    """Retrain when ``retrain_min_new_images`` arrived since the champion (None: not yet)."""
+    """Retrain once ``retrain_min_new_images`` arrived since the last model (None: not yet)."""
     if settings.retrain_min_new_images <= 0:
         return None
-    with Registry(settings) as registry:
-        new = new_images_since_champion(settings, registry)
+    new = new_images_since_last_model(settings)
     if new < settings.retrain_min_new_images:
         return None
     return run_retrain(settings, "new-images", f"{new} new images")
