@@ -140,12 +140,18 @@ class Registry:
         return list(rows)
 
     def events(
-        self, kind: str = LOOKALIKE, version: str | None = None, limit: int = 500
+        self,
+        kind: str = LOOKALIKE,
+        version: str | None = None,
+        limit: int | None = 500,
+        kinds: Sequence[str] = (),
     ) -> list[ModelEvent]:
-        """The history, newest first."""
+        """The history, newest first (``kinds``: only these event kinds)."""
         query = select(ModelEvent).where(ModelEvent.model_kind == kind)
         if version is not None:
             query = query.where(ModelEvent.version == version)
+        if kinds:
+            query = query.where(ModelEvent.kind.in_(kinds))
         with self.sessions() as session:
             rows = session.scalars(
                 query.order_by(ModelEvent.at.desc(), ModelEvent.id.desc()).limit(limit)
@@ -317,7 +323,8 @@ class Registry:
         return current, target
 
     def _rollback_target(self, kind: str, current: str) -> str | None:
-        history = list(reversed(self.events(kind)))  # oldest first
+        changes = self.events(kind, limit=None, kinds=("promote", "rollback"))
+        history = list(reversed(changes))  # oldest first
         last_state: dict[str, str] = {}  # version -> "promoted" | "rolled_back"
         order: list[str] = []
         for event in history:
@@ -418,7 +425,8 @@ class Registry:
 
 
 def _alias(session: Session, kind: str, alias: str) -> str | None:
-    row = session.get(ModelAlias, (kind, alias))
+    # FOR UPDATE (PostgreSQL): two promotions at once see each other's champion, in turn.
+    row = session.get(ModelAlias, (kind, alias), with_for_update=True)
     return row.version if row is not None else None
 
 

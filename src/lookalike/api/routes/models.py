@@ -92,7 +92,7 @@ def _event(e: ModelEvent) -> ModelEventPublic:
 @router.get("", response_model=ModelsPublic, summary="Every model version and the history")
 def list_models(registry: Registry = Depends(get_registry)) -> ModelsPublic:
     rows, aliases = registry.versions(), registry.aliases()
-    changes = [e for e in registry.events() if e.kind in ("promote", "rollback")]
+    changes = registry.events(kinds=("promote", "rollback"))
     return ModelsPublic(
         data=[ModelVersionPublic(**_version(r, aliases)) for r in rows],
         count=len(rows),
