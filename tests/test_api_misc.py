@@ -64,7 +64,13 @@ def test_classes_model_and_health(client: TestClient, settings: Settings) -> Non
     assert current["test_version"] == model.info.test_version
     assert str(settings.home) not in json.dumps(current)
 
-    assert client.get("/api/health").json() == {"status": "ok", "model": "m0001", "database": "ok"}
+    assert client.get("/api/health").json() == {
+        "status": "ok",
+        "model": "m0001",
+        "champion": "m0001",
+        "model_errors": {},
+        "database": "ok",
+    }
 
 
 def test_only_the_current_gallery_is_served(client: TestClient, settings: Settings) -> None:

@@ -160,3 +160,25 @@ def test_retrain_job_runs_in_the_worker(client: TestClient, settings: Settings, 
     refused = next(v for v in body["data"] if v["version"] == "m0002")
     assert refused["decision"] == "refused" and refused["created_by"].startswith("admin ")
     assert_error(client.get(f"/api/models/jobs/{job}"), 401, "auth.required")
+
+
+def test_a_damaged_champion_keeps_the_old_one_serving(
+    client: TestClient, settings: Settings, orl: Orl
+) -> None:
+    second = _second_model(settings)
+    photo = {"photo": ("face.pgm", orl["s2"][9].read_bytes(), "image/x-portable-graymap")}
+    assert client.post("/api/predictions", files=photo).json()["model_version"] == "m0001"
+    with Registry(settings) as registry:
+        registry.promote(second, reason="test", actor="test")
+    npz = settings.home / "models" / second / "arrays.npz"
+    npz.write_bytes(b"damaged after the promotion")
+    deadline = time.monotonic() + 30
+    while not (health := client.get("/api/health").json())["model_errors"]:
+        assert time.monotonic() < deadline, health
+        client.post("/api/predictions", files=photo)  # requests notice the new champion
+        time.sleep(0.05)
+    assert health["status"] == "degraded"
+    assert (health["model"], health["champion"]) == ("m0001", second)
+    assert "damaged" in health["model_errors"][second]
+    answer = client.post("/api/predictions", files=photo)
+    assert answer.status_code == 201 and answer.json()["model_version"] == "m0001"

@@ -316,7 +316,13 @@ def test_without_a_model_the_service_still_runs(
         assert_error(client.get(f"/api/images/{'a' * 64}"), 503, "model.none")
         health = client.get("/api/health")
         assert health.status_code == 200
-        assert health.json() == {"status": "degraded", "model": None, "database": "ok"}
+        assert health.json() == {
+            "status": "degraded",
+            "model": None,
+            "champion": None,
+            "model_errors": {},
+            "database": "ok",
+        }
         assert client.get("/").status_code == 200
         with client.app.state.sessions() as session:  # type: ignore[attr-defined]
             assert session.scalar(select(func.count()).select_from(Prediction)) == 0

@@ -124,8 +124,9 @@ def test_a_damaged_or_missing_artifact_is_never_promoted(registry: Registry) -> 
 
 
 def test_artifact_paths_cannot_leave_the_data_dir(registry: Registry) -> None:
-    with pytest.raises(ModelUnavailable):
-        verify_artifact(registry.home, "../elsewhere", "0" * 64)
+    for outside in ("../elsewhere", "models/../../x", "/etc"):
+        with pytest.raises(ModelUnavailable):
+            verify_artifact(registry.home, outside, "0" * 64)
     digest = registry.get("m0001").digest
     verify_artifact(registry.home, "models/m0001", digest)  # the real one passes
     with pytest.raises(ModelUnavailable):

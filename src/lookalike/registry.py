@@ -54,9 +54,11 @@ ACTOR_PATTERN = re.compile(r"[^\x00-\x1f]{1,255}")
 def verify_artifact(home: Path, artifact: str, digest: str) -> None:
     """Refuse an artifact that is missing or damaged: every file listed in its
     ``model.json`` must match its recorded SHA-256, and ``digest`` must be one of them."""
-    path = (Path(home) / artifact).resolve()
+    relative = Path(artifact)
+    path = Path(home) / relative
     try:
-        if not path.is_relative_to(Path(home).resolve()):
+        # Checked on the name, not the resolved path: the data dir may use symlinks.
+        if relative.is_absolute() or ".." in relative.parts:
             raise ValueError("artifact path leaves the data dir")
         files = json.loads((path / "model.json").read_text())["files"]
         if digest not in files.values():
