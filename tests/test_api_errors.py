@@ -99,7 +99,10 @@ def test_every_route_answers_errors_in_one_shape(client: TestClient) -> None:
                 r = client.request(method, path, **body)
                 seen[r.status_code] = seen.get(r.status_code, 0) + 1
                 where = (method, path, body, r.status_code, r.text[:300])
-                assert r.status_code < 500, where
+                # This data dir has a lookalike model but no name generator: the one
+                # expected 5xx is the documented "train one first" answer of /api/names.
+                unavailable = r.status_code == 503 and path == "/api/names"
+                assert r.status_code < 500 or unavailable, where
                 if not 200 <= r.status_code < 400:
                     assert r.headers["content-type"] == "application/json", where
                     assert_error_shape(r.json())

@@ -203,3 +203,21 @@ def test_models_cli(registry: Registry, cli_env: dict[str, str]) -> None:
     table = run("models", "list", "--home", home, env=env)
     assert table.returncode == 0, table.stderr
     assert "champion" in table.stdout and "challenger" in table.stdout and "m0001" in table.stdout
+
+
+def test_the_first_retrain_on_a_new_database_keeps_earlier_models(
+    three_models: Path, tmp_path: Path, database_url: str
+) -> None:
+    """Models trained before the registry (or with another database) are adopted, never
+    taken for a killed run's leftovers."""
+    home = copy_home(three_models, tmp_path / "home")
+    (models_dir(home) / "current").write_text("m0001")
+    settings = Settings(home=home, backbone="test", database_url=database_url)
+    result = retrain(settings)
+    assert result.version == "m0004" and result.previous == "m0001"
+    assert sorted(p.name for p in models_dir(home).iterdir() if p.is_dir()) == [
+        "m0001",
+        "m0002",
+        "m0003",
+        "m0004",
+    ]

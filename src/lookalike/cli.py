@@ -22,6 +22,7 @@ from rich.table import Table
 from lookalike.admin_cli import app as admin_app
 from lookalike.config import Settings, get_settings
 from lookalike.errors import LookalikeError
+from lookalike.names.cli import app as names_app
 
 app = typer.Typer(
     help="Which class (person, character, celebrity) does a face look like?",
@@ -32,6 +33,7 @@ app = typer.Typer(
 classes_app = typer.Typer(help="List and rename classes.", no_args_is_help=True)
 app.add_typer(classes_app, name="classes")
 app.add_typer(admin_app, name="admin")
+app.add_typer(names_app, name="names")
 
 console = Console(soft_wrap=True)  # lines are not wrapped at 80 columns when piped
 err = Console(stderr=True, soft_wrap=True)
@@ -49,21 +51,32 @@ HomeOpt = Annotated[
 
 @contextlib.contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar fed by (done, total) callbacks."""
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    ) as bar:
-        task = bar.add_task(label, total=None)
+    """A rich progress bar fed by (done, total) callbacks; shown from the first callback on,
+    so a command refused before any work prints its error alone."""
+    bar: Progress | None = None
+    task = None
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        nonlocal bar, task
+        if bar is None:
+            bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=False,
+            )
+            bar.start()
+            task = bar.add_task(label, total=None)
+        assert task is not None
+        bar.update(task, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 @app.command("import")

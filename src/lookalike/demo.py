@@ -14,6 +14,7 @@ from rich.table import Table
 from lookalike.config import Settings
 from lookalike.data.importers import import_images
 from lookalike.inference import Predictor
+from lookalike.names.service import ensure_name_generator
 from lookalike.retrain import retrain
 from lookalike.sample_data import ORL_CREDIT, build_demo_dataset
 from lookalike.vision.images import read_image
@@ -58,4 +59,5 @@ def run_demo(settings: Settings, dest: Path, console: Console) -> float:
     console.print(table)
     console.print(f"{right}/{total} visitors matched to the right person.")
     console.print("Rename people with: lookalike classes rename 'Person 01' 'Alice' (then train).")
+    console.print(ensure_name_generator(settings))  # so /names works out of the box
     return right / max(total, 1)

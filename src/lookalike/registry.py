@@ -394,6 +394,8 @@ class Registry:
 
     def orphan_artifacts(self) -> list[Path]:
         """Model directories no registry row points at: what a killed training left."""
+        if not self._adopted:  # never mistake models from before the registry for orphans
+            self.adopt_existing()
         root = models_dir(self.home)
         if not root.exists():
             return []
@@ -422,6 +424,8 @@ class Registry:
         return removed
 
     def reserved_versions(self) -> set[str]:
+        if not self._adopted:
+            self.adopt_existing()
         with self.engine.connect() as conn:
             return set(conn.execute(select(ModelVersion.version)).scalars())
 

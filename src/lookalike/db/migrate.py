@@ -59,7 +59,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def init_db(url: str | URL) -> None:
-    """Create the tables (or upgrade them) to the newest schema; safe to call again and again."""
+    """Create the tables (or upgrade them) to the newest schema; safe to call again and again.
+
+    A database already at the newest revision is only read: no write lock is taken, so
+    opening it never waits behind another process's long transaction."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            if current_revision(connection) == head_revision():
+                return
+    finally:
+        engine.dispose()
     engine = make_engine(url)
     if engine.dialect.name == "sqlite":
         sqlite_immediate_transactions(engine)

@@ -7,8 +7,10 @@ from lookalike.api.routes import (
     images,
     metrics,
     models,
+    names,
     pages,
     predictions,
+    quote,
     uploads,
 )
 
@@ -21,6 +23,8 @@ ROUTERS = [
     health.router,
     metrics.router,
     admin.router,
+    names.router,
+    quote.router,
     pages.router,
 ]
 

@@ -34,7 +34,8 @@ def health(
     except Exception as exc:
         log.warning("health: database check failed: %s", exc)
         database = "error"
-    errors = {v: why for v, (_, why) in predictor.failed.items()}
+    # Only the champion's own failure matters: one rolled back from is history.
+    errors = {v: why for v, (_, why) in predictor.failed.items() if v == champion}
     ok = version is not None and database == "ok" and not errors
     return HealthPublic(
         status="ok" if ok else "degraded",

@@ -1,0 +1,47 @@
+"""``GET /api/quote``: the quote of the day (an external API cached in the database, or a
+built-in public-domain quote); see ``lookalike.quotes``."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from lookalike.quotes import QuoteOfTheDay
+
+router = APIRouter(prefix="/api/quote", tags=["quote"])
+
+_lock = threading.Lock()
+
+
+class QuotePublic(BaseModel):
+    text: str
+    author: str | None
+    source: Literal["api", "builtin"] = Field(
+        description="api: from the configured quotes API (cached); builtin: the project's own"
+        " public-domain quotes"
+    )
+    fetched_at: datetime | None = Field(None, description="When the quotes API gave it")
+    stale: bool = Field(
+        False, description="The quotes API failed since; this is its last good answer"
+    )
+
+
+def quote_of_the_day(request: Request) -> QuoteOfTheDay:
+    """The app's one ``QuoteOfTheDay`` (made on first use, on the app's database)."""
+    state = request.app.state
+    quotes: QuoteOfTheDay | None = getattr(state, "quote_of_the_day", None)
+    if quotes is None:
+        with _lock:
+            quotes = getattr(state, "quote_of_the_day", None)
+            if quotes is None:
+                quotes = state.quote_of_the_day = QuoteOfTheDay(state.settings, state.sessions)
+    return quotes
+
+
+@router.get("", response_model=QuotePublic, summary="The quote of the day")
+def get_quote(request: Request) -> QuotePublic:
+    return QuotePublic(**quote_of_the_day(request).get().to_dict())

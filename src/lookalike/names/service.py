@@ -1,0 +1,223 @@
+"""The name generator as the service uses it: train + register + promotion gate, and a
+lazily loaded, cached generator that follows the registry's champion.
+
+Promotion gate for a newly trained version (recorded in the registry with its reason):
+
+* no champion yet -> promoted;
+* the champion was trained on another corpus -> promoted (the operator asked for this one);
+* same corpus and a lower validation perplexity than the champion's -> promoted;
+* otherwise it stays registered, not promoted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from lookalike.config import Settings
+from lookalike.errors import LookalikeError, ModelUnavailable
+from lookalike.names.corpus import load_corpus
+from lookalike.names.generate import GeneratedNames, generate_names, validate_request
+from lookalike.names.store import (
+    KIND,
+    WEIGHTS_FILE,
+    NamesInfo,
+    NamesModel,
+    artifact_path,
+    load_names_info,
+    load_names_model,
+    save_names_model,
+)
+from lookalike.names.train import HyperParameters, fit
+from lookalike.registry import Registry
+
+
+@dataclass
+class NamesTrainReport:
+    version: str
+    corpus: str
+    corpus_names: int
+    corpus_sha256: str
+    metrics: dict[str, Any]
+    promoted: bool
+    reason: str
+    previous: str | None  # the champion before
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def promotion_decision(info: NamesInfo, champion: NamesInfo | None) -> tuple[bool, str]:
+    """(promote?, why) for a new version against the current champion's info."""
+    ppl = info.val_perplexity
+    if champion is None:
+        return True, "first name generator: nothing to compare with"
+    if champion.corpus_sha256 != info.corpus_sha256:
+        return True, (
+            f"trained on the {info.corpus_name!r} corpus, the champion {champion.version} on"
+            f" {champion.corpus_name!r}: the operator asked for this corpus"
+        )
+    if ppl < champion.val_perplexity:
+        return True, (
+            f"validation perplexity {ppl:.3f} is lower than the champion {champion.version}'s"
+            f" {champion.val_perplexity:.3f} on the same corpus"
+        )
+    return False, (
+        f"validation perplexity {ppl:.3f} is not lower than the champion {champion.version}'s"
+        f" {champion.val_perplexity:.3f} on the same corpus: kept registered, not promoted"
+    )
+
+
+def train_names(
+    settings: Settings,
+    corpus: str | Path = "pokemon",
+    *,
+    params: HyperParameters | None = None,
+    created_by: str = "cli names train",
+    progress: Callable[[int, int, float], None] | None = None,
+) -> NamesTrainReport:
+    """Train on a corpus (``pokemon``, ``first-names`` or a file of names), save the version,
+    register it and run the promotion gate."""
+    data = load_corpus(
+        corpus, max_names=settings.names_max_corpus_names, max_chars=settings.names_max_name_chars
+    )
+    params = params or HyperParameters(seed=settings.seed)
+    result = fit(data.names, params, progress=progress)
+    corpus_facts = {
+        "name": data.name,
+        "sha256": data.sha256,
+        "names": len(data),
+        "source": data.source,
+    }
+    info, _ = save_names_model(
+        Path(settings.home),
+        result.model,
+        list(data.names),
+        corpus=corpus_facts,
+        hyper_parameters=params.to_dict(),
+        metrics=result.metrics(),
+        created_by=created_by,
+    )
+    with Registry(settings) as registry:
+        registry.register(
+            kind=KIND,
+            version=info.version,
+            artifact=artifact_path(info.version),
+            digest=info.files[WEIGHTS_FILE],
+            created_by=created_by,
+            head="gru",
+            labels=[],
+            metrics={**info.metrics, "corpus": data.name, "corpus_sha256": data.sha256},
+        )
+        previous = registry.champion(KIND)
+        champion: NamesInfo | None = None
+        if previous is not None:
+            try:
+                champion = load_names_info(Path(settings.home), previous)
+            except LookalikeError:
+                champion = None  # unreadable: the new one replaces it
+        promoted, reason = promotion_decision(info, champion)
+        if previous is not None and champion is None:
+            reason = f"the champion {previous} cannot be read: replaced"
+        figures = {
+            "val_perplexity": info.metrics["val_perplexity"],
+            "bigram_perplexity": info.metrics["bigram_perplexity"],
+            "champion_val_perplexity": champion.val_perplexity if champion else None,
+        }
+        registry.record_decision(
+            info.version, promoted=promoted, reason=reason, figures=figures, actor=created_by
+        )
+    return NamesTrainReport(
+        version=info.version,
+        corpus=data.name,
+        corpus_names=len(data),
+        corpus_sha256=data.sha256,
+        metrics=info.metrics,
+        promoted=promoted,
+        reason=reason,
+        previous=previous,
+    )
+
+
+class NameGenerator:
+    """Generates names with the registry's champion; loads it on first use and again only
+    when the champion moves. Thread-safe; one per process (the web app keeps one)."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._registry: Registry | None = None
+        self._model: NamesModel | None = None
+
+    def _champion(self) -> str | None:
+        if self._registry is None:
+            with self._lock:
+                if self._registry is None:
+                    self._registry = Registry(self.settings, self._engine)
+        return self._registry.champion(KIND)
+
+    def load(self) -> NamesModel:
+        version = self._champion()
+        if version is None:
+            raise ModelUnavailable(
+                "No name generator has been trained yet. Train one with `lookalike names"
+                " train` (default corpus: the Pokemon names), then ask again.",
+                code="names.no_model",
+            )
+        model = self._model
+        if model is not None and model.version == version:
+            return model
+        with self._lock:
+            model = self._model
+            if model is None or model.version != version:
+                model = self._model = load_names_model(Path(self.settings.home), version)
+        return model
+
+    def generate(
+        self,
+        count: int = 5,
+        temperature: float = 1.0,
+        prefix: str | None = None,
+        seed: int | None = None,
+        max_length: int | None = None,
+    ) -> GeneratedNames:
+        request = validate_request(
+            count=count,
+            temperature=temperature,
+            prefix=prefix,
+            seed=seed,
+            max_length=max_length,
+            max_count=self.settings.names_max_count,
+            longest=self.settings.names_max_length,
+        )
+        model = self.load()
+        return generate_names(model, request, max_tries=self.settings.names_max_tries)
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+
+
+def ensure_name_generator(settings: Settings, corpus: str = "pokemon") -> str:
+    """Train and promote a name generator when none answers yet (``lookalike demo``);
+    returns one line saying what answers /names."""
+    with Registry(settings) as registry:
+        champion = registry.champion(KIND)
+    if champion is not None:
+        return f"Name generator {champion} already answers /names."
+    try:
+        report = train_names(settings, corpus, created_by="demo")
+    except LookalikeError as exc:
+        return f"Name generator not trained ([{exc.code}] {exc.message}); /names answers 503."
+    m = report.metrics
+    return (
+        f"Name generator {report.version} trained on {report.corpus_names} {report.corpus}"
+        f" names in {m['train_seconds']} s: validation perplexity {m['val_perplexity']:.2f}"
+        f" (bigram baseline {m['bigram_perplexity']:.2f}); see /names."
+    )

@@ -1,0 +1,120 @@
+"""The ``/names`` page in a real browser (Debian's Chromium via Playwright) against the real
+server: a Pokemon name generator in the registry, the quote of the day from a real quotes
+API on loopback. Screenshots go to ``tests/artifacts/``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_support import CHROMIUM, running_server
+from test_api_support import SECRET
+from test_names_support import names_home, pokemon, register_and_promote, trained_pokemon
+from test_quotes_support import QuoteServer
+
+from lookalike.config import Settings
+
+pytestmark = pytest.mark.browser
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'lookalike[dev]'")
+expect = sync_api.expect
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def quotes() -> Iterator[QuoteServer]:
+    with QuoteServer().running() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, quotes: QuoteServer) -> Iterator[str]:
+    from lookalike.api import create_app
+
+    template, _, info = trained_pokemon(tmp_path_factory)
+    home = names_home(template, tmp_path_factory.mktemp("browser_names") / "home")
+    settings = Settings(
+        home=home,
+        secret_key=SECRET,
+        rate_limit_per_minute=0,
+        quote_url=quotes.url("/quote"),
+        quote_text_field="quote.text",
+        quote_author_field="quote.author",
+    )
+    register_and_promote(settings, info)
+    with running_server(create_app(settings)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    yield page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    finally:
+        context.close()
+    assert not page_errors, f"uncaught errors in the page: {page_errors}"
+
+
+def test_seven_names_and_the_quote_of_the_day(page: Any, server: str, quotes: QuoteServer) -> None:
+    page.goto(server + "/names")
+    expect(page.locator("#quote-text")).to_have_text(quotes.quote["text"])
+    expect(page.locator("#quote-author")).to_have_text(quotes.quote["author"])
+
+    slider = page.locator("#count")
+    slider.focus()
+    page.keyboard.press("Home")
+    for _ in range(6):
+        page.keyboard.press("ArrowRight")
+    expect(slider).to_have_value("7")
+    expect(page.locator("#count-value")).to_have_text("7")
+
+    with page.expect_response(lambda r: "/api/names?" in r.url) as info:
+        page.get_by_role("button", name="Generate").click()
+    assert info.value.status == 200
+    assert "count=7" in info.value.url
+    items = page.locator("#names-list li")
+    expect(items).to_have_count(7)
+    names = [text.strip() for text in items.all_inner_texts()]
+    assert len(set(names)) == 7 and all(names)
+    assert not {n.lower() for n in names} & set(pokemon().names)
+    expect(page.locator("#error")).to_be_hidden()
+    expect(page.locator("#status")).to_have_text("7 names invented.")
+
+
+def test_a_refused_prefix_is_explained(page: Any, server: str) -> None:
+    page.goto(server + "/names")
+    page.locator("#prefix").fill("Zoë")
+    page.get_by_role("button", name="Generate").click()
+    error = page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("never saw")
+    expect(page.locator("#names-list li")).to_have_count(0)
