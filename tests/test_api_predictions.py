@@ -199,7 +199,10 @@ def test_refusals_keep_nothing(
             415,
             "request.unsupported_media_type",
         )
-        assert rows(client) == []
+        # Only the photo without a face is logged (for the dashboard): no answer, no image.
+        [no_face] = rows(client)
+        assert (no_face.outcome, no_face.faces_found, no_face.best_label) == ("no_face", 0, None)
+        assert no_face.storage_key is None and not no_face.consent
     assert objects(settings) == []
 
 

@@ -295,6 +295,34 @@ class Settings(BaseSettings):
         " process; turn off when a separate `lookalike worker` runs.",
     )
 
+    # Admin dashboard analytics (lookalike.analytics, /api/analytics/...).
+    timezone: str = Field(
+        "UTC",
+        description="IANA time zone (e.g. Europe/Paris) in which the dashboard's dates, hours,"
+        " days, weeks and months are counted.",
+    )
+    drift_threshold: float = Field(
+        0.25,
+        gt=0.0,
+        le=1.0,
+        description="A day's drift score (Kolmogorov-Smirnov distance of its confidences from"
+        " the model's held-out reference, 0-1) above this is flagged: consider retraining.",
+    )
+    export_max_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most prediction log rows one CSV / JSON export may hold; larger"
+        " selections are refused (narrow the dates or filter on a version or class).",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        from lookalike.analytics.zones import zone  # the tzdata package, not the OS's files
+
+        zone(value)  # ValueError names the expected form
+        return value
+
     @property
     def resolved_embed_workers(self) -> int:
         return self.embed_workers or max(1, min(4, os.cpu_count() or 1))

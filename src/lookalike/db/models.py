@@ -12,6 +12,7 @@ classes must stay in step with them (``tests/test_db.py`` compares the two).
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_right
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,13 +20,18 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
+    Table,
     Text,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -84,30 +90,120 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# --- bins of the analytics' histograms (part of the schema: see the prediction_hours table) ---
+
+# Best-class probability: [0, 0.1), [0.1, 0.2), ..., [0.9, 1].
+PROBABILITY_EDGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+# Match score: (..., 0.05), [0.05, 0.1), ..., [0.95, ...).
+MATCH_SCORE_EDGES = tuple(round(0.05 * i, 2) for i in range(1, 20))
+# Latency in milliseconds: (..., 1), [1, 2), ..., [10, 12), ... [10000, ...): fine where answers
+# usually fall (2 ms steps from 10 to 60 ms), so a bin holds few of a day's answers.
+LATENCY_EDGES_MS = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 22,
+    24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52, 54,
+    56, 58, 60, 65, 70, 75, 80, 85, 90, 95, 100, 120, 140, 160, 180, 200,
+    250, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000,
+)  # fmt: skip
+
+
+def latency_bin(latency_ms: float) -> int:
+    """The bin of ``LATENCY_EDGES_MS`` holding ``latency_ms``: i with edge[i-1] <= ms < edge[i]."""
+    return bisect_right(LATENCY_EDGES_MS, latency_ms)
+
+
+def _latency_bin(context: Any) -> int:
+    return latency_bin(float(context.get_current_parameters()["latency_ms"]))
+
+
+def _outcome(context: Any) -> str:
+    params = context.get_current_parameters()
+    if params.get("faces_found") == 0:
+        return "no_face"
+    return "no_strong_match" if params.get("no_strong_match") else "match"
+
+
 class Prediction(Base):
-    """One answered prediction request (a photo or a webcam burst of one person)."""
+    """One prediction request: answered, or refused because no face was found."""
 
     __tablename__ = "predictions"
     __table_args__ = (
         CheckConstraint("client IN ('web', 'api')", name="client"),
         CheckConstraint("feedback IS NULL OR feedback IN ('like', 'dislike')", name="feedback"),
+        CheckConstraint("outcome IN ('match', 'no_strong_match', 'no_face')", name="outcome"),
+        # The analytics' indexes (lookalike.analytics): latency percentiles per day, overall
+        # and per class, one class's rows in time order (covering its confidences), exports
+        # of one model version, the "I look more like ..." confusion.
+        Index(
+            "ix_predictions_latency_bin",
+            "latency_bin",
+            "created_at",
+            "latency_ms",
+            "outcome",
+            "model_version",
+            "label",
+        ),
+        Index(
+            "ix_predictions_latency",
+            "latency_ms",
+            "created_at",
+            "outcome",
+            "model_version",
+            "label",
+        ),
+        Index(
+            "ix_predictions_label_latency",
+            "label",
+            "outcome",
+            "latency_ms",
+            "created_at",
+            "model_version",
+        ),
+        Index(
+            "ix_predictions_label_created_at",
+            "label",
+            "outcome",
+            "created_at",
+            "latency_ms",
+            "model_version",
+            "probability",
+            "match_score",
+            "faces_found",
+        ),
+        Index("ix_predictions_model_version_created_at", "model_version", "created_at"),
+        Index(
+            "ix_predictions_feedback",
+            "feedback_label",
+            "created_at",
+            "best_label",
+            "model_version",
+            "label",
+            "outcome",
+            sqlite_where=text("feedback_label IS NOT NULL"),
+            postgresql_where=text("feedback_label IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True, default=utcnow)
     model_version: Mapped[str] = mapped_column(String(255))
-    # None when the best match is too weak ("no strong match"); best_label is always set.
+    # None when the best match is too weak ("no strong match") and when no face was found;
+    # best_label, probability and match_score are set whenever a face was found.
     label: Mapped[str | None] = mapped_column(String(255), index=True)
-    best_label: Mapped[str] = mapped_column(String(255))
-    probability: Mapped[float] = mapped_column(Float)
-    # [{"label": str, "probability": float}, ...] for every class of the model.
+    best_label: Mapped[str | None] = mapped_column(String(255))
+    probability: Mapped[float | None] = mapped_column(Float)
+    # [{"label": str, "probability": float}, ...] for every class of the model ([]: no face).
     probabilities: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    match_score: Mapped[float] = mapped_column(Float)
+    match_score: Mapped[float | None] = mapped_column(Float)
     no_strong_match: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "match" | "no_strong_match" | "no_face" (a request where no face was found is logged
+    # too); derived from faces_found and no_strong_match when not given.
+    outcome: Mapped[str] = mapped_column(String(16), default=_outcome, server_default="match")
     faces_found: Mapped[int] = mapped_column(Integer)
     face_index: Mapped[int | None] = mapped_column(Integer)
     frames_used: Mapped[int] = mapped_column(Integer, default=1)
     latency_ms: Mapped[float] = mapped_column(Float)
+    # latency_bin(latency_ms), filled in when not given: the analytics' latency histogram.
+    latency_bin: Mapped[int] = mapped_column(SmallInteger, default=_latency_bin)
     client: Mapped[str] = mapped_column(String(16), default="api")
     consent: Mapped[bool] = mapped_column(Boolean, default=False)
     # Set only with consent: the object-store key of the kept photo.
@@ -230,3 +326,65 @@ class CacheEntry(Base):
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- the analytics' rollups (kept in step with predictions by database triggers) ------------------
+#
+# prediction_hours: one row per UTC hour (hours since 1970-01-01T00:00Z), model version and
+# outcome: counts, sums and histograms. prediction_hour_labels: the same keys and the class
+# ('' for none): counts and feedback. prediction_day_labels: per UTC day (days since the epoch),
+# version, outcome and class: counts, feedback and the latency histogram. Triggers on
+# ``predictions`` (migration 0003) add each inserted row, move updated ones and subtract deleted
+# ones in the same transaction, whoever writes. See lookalike.analytics.
+
+
+def _count(name: str) -> Column[int]:
+    return Column(name, Integer, nullable=False, server_default="0")
+
+
+def _histogram(prefix: str, edges: tuple[float, ...]) -> list[Column[int]]:
+    return [_count(f"{prefix}{i}") for i in range(len(edges) + 1)]
+
+
+prediction_hours = Table(
+    "prediction_hours",
+    Base.metadata,
+    Column("hour", Integer, primary_key=True, autoincrement=False),
+    Column("model_version", String(255), primary_key=True),
+    Column("outcome", String(16), primary_key=True),
+    _count("n"),
+    _count("several_faces"),
+    Column("sum_probability", Float, nullable=False, server_default="0"),
+    Column("sum_match_score", Float, nullable=False, server_default="0"),
+    *_histogram("p", PROBABILITY_EDGES),
+    *_histogram("m", MATCH_SCORE_EDGES),
+    *_histogram("l", LATENCY_EDGES_MS),
+    sqlite_with_rowid=False,
+)
+
+prediction_hour_labels = Table(
+    "prediction_hour_labels",
+    Base.metadata,
+    Column("hour", Integer, primary_key=True, autoincrement=False),
+    Column("model_version", String(255), primary_key=True),
+    Column("outcome", String(16), primary_key=True),
+    Column("label", String(255), primary_key=True),
+    _count("n"),
+    _count("likes"),
+    _count("dislikes"),
+    sqlite_with_rowid=False,
+)
+
+prediction_day_labels = Table(
+    "prediction_day_labels",
+    Base.metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("model_version", String(255), primary_key=True),
+    Column("outcome", String(16), primary_key=True),
+    Column("label", String(255), primary_key=True),
+    _count("n"),
+    _count("likes"),
+    _count("dislikes"),
+    *_histogram("l", LATENCY_EDGES_MS),
+    sqlite_with_rowid=False,
+)

@@ -2,6 +2,7 @@
 
 from lookalike.api.routes import (
     admin,
+    analytics,
     classes,
     health,
     images,
@@ -23,6 +24,7 @@ ROUTERS = [
     health.router,
     metrics.router,
     admin.router,
+    analytics.router,
     names.router,
     quote.router,
     pages.router,

@@ -7,7 +7,12 @@
   (too many attempts from this address). Browsers (``Accept: text/html``) get the form again
   with the message; other clients get the one JSON error shape.
 * ``POST /admin/logout`` — admin + CSRF; ends the session; 303 to the sign-in page.
-* ``GET /admin`` — the admin home page (who is signed in, sign-out, links).
+* ``GET /admin`` — the dashboard: Plotly charts fed by ``/api/analytics/...`` (filters,
+  exports); ``web/static/admin_dashboard.js``.
+* ``GET /admin/models`` — the model registry: table, timeline, gate decisions, retrain /
+  promote / roll back (``web/static/admin_models.js`` over ``/api/models``).
+* ``GET /admin/assets/plotly.min.js`` — plotly.js as shipped inside the ``plotly`` package
+  (never a CDN: the service works offline); cached for a year under its digest (``?v=``).
 * ``GET /api/admin/me`` — who the request is authenticated as.
 
 Authentication itself lives in ``lookalike.api.auth``.
@@ -15,7 +20,12 @@ Authentication itself lives in ``lookalike.api.auth``.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import importlib.resources
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -46,16 +56,19 @@ from lookalike.api.auth import (
     set_login_cookie,
     set_session_cookie,
 )
-from lookalike.api.errors import error_response
+from lookalike.api.errors import ApiError, error_response
 from lookalike.config import Settings
 
 router = APIRouter(tags=["admin"])
 
-# Admin pages: scripts and styles from /static only, nothing framed, forms post here only.
+# Admin pages: scripts from this site only (no inline script, no eval), nothing framed,
+# forms post here only. Styles may also be inline: plotly.js styles its charts with
+# <style> rules and style attributes it writes itself.
 ADMIN_CSP = (
-    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none';"
-    " frame-ancestors 'none'; form-action 'self'"
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+    " object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
+PLOTLY_PATH = "/admin/assets/plotly.min.js"
 
 
 class AdminPublic(BaseModel):
@@ -207,13 +220,81 @@ def logout(request: Request, admin: Admin = Depends(require_csrf)) -> Response:
     return response
 
 
-@router.get(HOME_PATH, response_class=HTMLResponse, include_in_schema=False)
-def admin_home(request: Request, admin: Admin = Depends(require_admin)) -> HTMLResponse:
+@dataclass(frozen=True)
+class Asset:
+    body: bytes
+    gzipped: bytes
+    digest: str  # sha256 prefix: the cache key in the URL and the ETag
+
+
+@cache
+def plotly_asset() -> Asset:
+    """plotly.min.js from the installed ``plotly`` package (read once per process)."""
+    try:
+        source = importlib.resources.files("plotly") / "package_data" / "plotly.min.js"
+        body = source.read_bytes()
+    except (ModuleNotFoundError, OSError) as exc:
+        raise ApiError(
+            "The admin charts need plotly.js from the `plotly` package, which is missing:"
+            " pip install 'plotly>=5.20,<8'.",
+            code="admin.plotly_missing",
+            status=503,
+        ) from exc
+    digest = hashlib.sha256(body).hexdigest()[:20]
+    return Asset(body=body, gzipped=gzip.compress(body, 6, mtime=0), digest=digest)
+
+
+def plotly_url() -> str:
+    """The script URL for templates: versioned by digest, so it can be cached for good."""
+    try:
+        return f"{PLOTLY_PATH}?v={plotly_asset().digest}"
+    except ApiError:
+        return PLOTLY_PATH  # the page loads; its charts say plotly.js is missing
+
+
+@router.get(PLOTLY_PATH, include_in_schema=False)
+def plotly_js(request: Request, _: Admin = Depends(require_admin)) -> Response:
+    asset = plotly_asset()
+    zipped = "gzip" in request.headers.get("accept-encoding", "").lower()
+    etag = f'"{asset.digest}{"-gz" if zipped else ""}"'
+    headers = {
+        "Cache-Control": "private, max-age=31536000, immutable",
+        "ETag": etag,
+        "Vary": "Accept-Encoding",
+    }
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    if zipped:
+        headers["Content-Encoding"] = "gzip"
+    return Response(
+        asset.gzipped if zipped else asset.body,
+        media_type="text/javascript; charset=utf-8",
+        headers=headers,
+    )
+
+
+def _admin_page(request: Request, admin: Admin, template: str, section: str) -> HTMLResponse:
     return _page(
         request,
-        "admin.html",
-        {"admin": admin, "csrf_token": admin.csrf_token or "", "csrf_field": CSRF_FIELD},
+        template,
+        {
+            "admin": admin,
+            "csrf_token": admin.csrf_token or "",
+            "csrf_field": CSRF_FIELD,
+            "plotly_url": plotly_url(),
+            "section": section,
+        },
     )
+
+
+@router.get(HOME_PATH, response_class=HTMLResponse, include_in_schema=False)
+def admin_home(request: Request, admin: Admin = Depends(require_admin)) -> HTMLResponse:
+    return _admin_page(request, admin, "admin.html", "dashboard")
+
+
+@router.get("/admin/models", response_class=HTMLResponse, include_in_schema=False)
+def admin_models(request: Request, admin: Admin = Depends(require_admin)) -> HTMLResponse:
+    return _admin_page(request, admin, "admin_models.html", "models")
 
 
 @router.get("/api/admin/me", response_model=AdminPublic, summary="Who am I (admin)")

@@ -47,7 +47,7 @@ from lookalike.config import Settings
 from lookalike.data.visitors import forget_visitor_photo
 from lookalike.db import Prediction as PredictionRow
 from lookalike.db import Upload, utcnow
-from lookalike.errors import LookalikeError, NotFound
+from lookalike.errors import LookalikeError, NoFaceFound, NotFound
 from lookalike.inference import Prediction, Predictor
 from lookalike.storage import ObjectStore
 from lookalike.vision.images import DecodedImage, decode_image
@@ -354,6 +354,33 @@ def prediction_row(
     )
 
 
+def _record_no_face(app_state: Any, options: Options, latency_ms: float) -> None:
+    """Log a request in which no face was found (outcome ``no_face``: nothing of the photo,
+    no answer) for the dashboard; the visitor still gets the 422 ``face.not_found``."""
+    try:
+        version = app_state.predictor.load().info.version
+        with app_state.sessions() as session, session.begin():
+            session.add(
+                PredictionRow(
+                    model_version=version,
+                    label=None,
+                    best_label=None,
+                    probability=None,
+                    probabilities=[],
+                    match_score=None,
+                    no_strong_match=False,
+                    outcome="no_face",
+                    faces_found=0,
+                    frames_used=0,
+                    latency_ms=float(latency_ms),
+                    client=options.client,
+                    consent=False,
+                )
+            )
+    except Exception:
+        log.exception("could not log a request without a face")
+
+
 def _predict_and_record(app_state: Any, photos: list[Photo], options: Options) -> dict[str, Any]:
     settings: Settings = app_state.settings
     predictor: Predictor = app_state.predictor
@@ -361,12 +388,15 @@ def _predict_and_record(app_state: Any, photos: list[Photo], options: Options) -
     metrics: Metrics = app_state.metrics
     gallery: GalleryCache = app_state.gallery
 
-    started = time.perf_counter()
+    started = analysed = time.perf_counter()
     try:
         images = [decode_image(p.data, settings, name=p.name) for p in photos]
+        analysed = time.perf_counter()
         prediction = predictor.predict(list(images), face_index=options.face_index)
     except LookalikeError as exc:
         metrics.refusals.labels(exc.code).inc()
+        if isinstance(exc, NoFaceFound):
+            _record_no_face(app_state, options, (time.perf_counter() - analysed) * 1000)
         raise
     metrics.prediction_seconds.observe(time.perf_counter() - started)
 

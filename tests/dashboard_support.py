@@ -1,0 +1,189 @@
+"""A data dir for the admin dashboard's browser tests (no tests here).
+
+``build_dashboard_home`` makes a registry with three tiny models (``test`` backbone, real ORL
+photos) and a history spread over two months — m0001 the first champion, m0002 and m0003 put
+through the gate, m0003 promoted by hand, then rolled back to m0002 — and a known prediction
+log: every day of the last 60 days except a gap (``GAP_DAYS``), at local times in the
+dashboard's time zone (``TIMEZONE``, which has a daylight saving change in that window),
+several classes, "no strong match", requests with no face or several faces, feedback and
+corrections. ``Seed`` says what was written, so tests can compute the numbers the charts must
+show.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from lookalike import accounts
+from lookalike.config import Settings
+from lookalike.data.importers import import_images
+from lookalike.db import ModelEvent, ModelVersion, Prediction, init_db, make_engine, session_factory
+from lookalike.registry import Registry
+from lookalike.retrain import retrain
+
+ADMIN = "alice"
+PASSWORD = "correct horse battery staple"
+SECRET = "browser-dashboard-secret-0123456789abcdef"
+TIMEZONE = "Europe/Paris"  # the dashboard's days; the browser runs in it too
+FIRST_CLASSES = ["s1", "s2", "s3", "s4"]
+LATER_CLASS = "s5"  # imported before m0002: a class the first model does not know
+DAYS = 60  # predictions on the days [today - DAYS, today - 1]
+GAP_DAYS = (22, 21, 20)  # days ago with no predictions: a date filter there is unambiguous
+CUT_DAYS_AGO = 19  # the test's new start date: everything from here on
+
+
+@dataclass
+class Seed:
+    """What the prediction log holds: (local day, label, model, faces found) of every row."""
+
+    today: date
+    rows: list[tuple[date, str | None, str, int]] = field(default_factory=list)
+
+    def day(self, days_ago: int) -> date:
+        return self.today - timedelta(days=days_ago)
+
+    def count(self, start: date | None = None, *, answered: bool = False) -> int:
+        """Rows from local day ``start`` on (``answered``: only those where a face was found)."""
+        return sum(
+            1
+            for day, _, _, faces in self.rows
+            if (start is None or day >= start) and (faces > 0 or not answered)
+        )
+
+
+def _folders(root: Path, photos: dict[str, Iterable[Path]]) -> Path:
+    for person, paths in photos.items():
+        folder = root / person
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            shutil.copy(path, folder / path.name)
+    return root
+
+
+def _local(day: date, hour: int, minute: int) -> datetime:
+    """A wall time on ``day`` in the dashboard's time zone, as an aware datetime."""
+    return datetime.combine(day, time(hour, minute), tzinfo=ZoneInfo(TIMEZONE))
+
+
+def build_dashboard_home(root: Path, orl: dict[str, list[Path]]) -> tuple[Settings, Seed]:
+    settings = Settings(
+        home=root / "home",
+        backbone="test",
+        secret_key=SECRET,
+        rate_limit_per_minute=0,
+        retrain_min_new_images=0,  # only the test's "Retrain now" retrains
+        timezone=TIMEZONE,
+    )
+    import_images(_folders(root / "first", {p: orl[p][:6] for p in FIRST_CLASSES}), settings)
+    retrain(settings, strict=False, actor="seed", trigger="setup")  # m0001: first champion
+    import_images(_folders(root / "later", {LATER_CLASS: orl[LATER_CLASS][:6]}), settings)
+    retrain(settings, strict=False, actor="seed", trigger="new-images")  # m0002: gate decides
+    retrain(settings, strict=False, actor="seed", trigger="schedule")  # m0003: gate decides
+
+    today = datetime.now(ZoneInfo(TIMEZONE)).date()
+    created = {"m0001": 58, "m0002": 35, "m0003": 12}
+    with Registry(settings) as registry:
+        if registry.champion() != "m0003":
+            registry.promote("m0003", reason="better on webcam photos", actor="seed admin")
+        registry.rollback(reason="complaints about s2 answers", actor="seed admin")
+        # Spread the history over two months (the registry writes "now").
+        with registry.sessions.begin() as session:
+            for version, days_ago in created.items():
+                row = session.get(ModelVersion, version)
+                assert row is not None
+                shift = _local(today - timedelta(days=days_ago), 9, 0) - row.created_at
+                row.created_at = row.created_at + shift
+                for event in session.scalars(
+                    select(ModelEvent).where(
+                        ModelEvent.version == version, ModelEvent.actor != "seed admin"
+                    )
+                ):
+                    event.at = event.at + shift
+            manual = session.scalars(
+                select(ModelEvent).where(ModelEvent.actor == "seed admin").order_by(ModelEvent.id)
+            ).all()
+            for event, days_ago in zip(manual, (10, 5), strict=True):
+                event.at = _local(today - timedelta(days=days_ago), 11, 30)
+
+    seed = Seed(today=today)
+    engine = make_engine(settings.effective_database_url)
+    init_db(settings.effective_database_url)
+    rng = random.Random(7)
+    labels = [*FIRST_CLASSES, LATER_CLASS]
+    sessions = session_factory(engine)
+    with sessions() as session:
+        accounts.create_user(session, ADMIN, PASSWORD)
+    with sessions.begin() as session:
+        for days_ago in range(DAYS, 0, -1):
+            if days_ago in GAP_DAYS:
+                continue
+            day = today - timedelta(days=days_ago)
+            model = "m0001" if days_ago > 35 else "m0003" if 5 < days_ago <= 10 else "m0002"
+            known = FIRST_CLASSES if model == "m0001" else labels
+            for _ in range(rng.randint(2, 7)):
+                faces = rng.choices([1, 2, 0], weights=[88, 8, 4])[0]
+                at = _local(day, rng.randint(8, 22), rng.randint(0, 59))
+                latency = round(rng.lognormvariate(4.0, 0.35), 2)
+                if faces == 0:  # refused: no face, no answer
+                    session.add(
+                        Prediction(
+                            created_at=at,
+                            model_version=model,
+                            label=None,
+                            best_label=None,
+                            probability=None,
+                            probabilities=[],
+                            match_score=None,
+                            no_strong_match=False,
+                            faces_found=0,
+                            face_index=None,
+                            latency_ms=latency,
+                            client="web",
+                        )
+                    )
+                    seed.rows.append((day, None, model, 0))
+                    continue
+                best = rng.choice(known)
+                weak = rng.random() < 0.12
+                probability = round(rng.uniform(0.2, 0.45) if weak else rng.uniform(0.45, 0.99), 4)
+                label = None if weak else best
+                feedback = rng.choices([None, "like", "dislike"], weights=[70, 20, 10])[0]
+                said = None
+                if feedback == "dislike" and rng.random() < 0.6:
+                    said = rng.choice([x for x in known if x != best])
+                others = (1 - probability) / max(1, len(known) - 1)
+                session.add(
+                    Prediction(
+                        created_at=at,
+                        model_version=model,
+                        label=label,
+                        best_label=best,
+                        probability=probability,
+                        probabilities=[
+                            {"label": x, "probability": probability if x == best else others}
+                            for x in known
+                        ],
+                        match_score=round(rng.uniform(*(0.3, 0.5) if weak else (0.5, 0.9)), 4),
+                        no_strong_match=weak,
+                        faces_found=faces,
+                        face_index=0,
+                        frames_used=rng.choice([1, 1, 5]),
+                        latency_ms=latency,
+                        client=rng.choice(["web", "api"]),
+                        consent=False,
+                        feedback=feedback,
+                        feedback_label=said,
+                        feedback_at=at + timedelta(seconds=30) if feedback else None,
+                    )
+                )
+                seed.rows.append((day, label, model, faces))
+    engine.dispose()
+    return settings, seed
