@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -289,18 +290,24 @@ def models_list(
         data = [_version_dict(r, tags.get(r.version)) for r in rows]
         print(json.dumps({"data": data, "count": len(data), "aliases": aliases}, indent=1))
         return
-    table = Table()
-    for col in ("version", "alias", "created", "by", "backbone", "head", "classes", "test v",
-                "accuracy", "macro-F1", "decision"):  # fmt: skip
-        table.add_column(col)
+    # Compact, one line per version (fits 80 columns); `models show V` has everything.
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    widths = {"version": 7, "alias": 10, "created (UTC)": 16, "classes": 7, "acc": 5, "F1": 5,
+              "decision": 8}  # fmt: skip
+    for col, width in widths.items():
+        table.add_column(col, no_wrap=True, min_width=width)
+    table.add_column("by", overflow="ellipsis", no_wrap=True)
     for r in rows:
         table.add_row(
             r.version, tags.get(r.version, ""), r.created_at.strftime("%Y-%m-%d %H:%M"),
-            escape(r.created_by), escape(r.backbone or ""), r.head or "", str(len(r.labels)),
-            str(r.test_version), str(r.metrics.get("accuracy")), str(r.metrics.get("macro_f1")),
-            r.decision or "",
+            str(len(r.labels)), _figure(r.metrics.get("accuracy")),
+            _figure(r.metrics.get("macro_f1")), r.decision or "", escape(r.created_by),
         )  # fmt: skip
     console.print(table)
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
 
 
 def _version_dict(r: Any, alias: str | None) -> dict[str, Any]:
