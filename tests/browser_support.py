@@ -34,8 +34,12 @@ IMPORTED = slice(0, 8)  # photos 1-8 are imported; 9 and 10 are held out
 HELD_OUT = 9  # index of a photo the model never saw (ORL photo 10)
 
 
-def chromium_args(y4m: Path) -> list[str]:
-    return [
+ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots, one per browser test
+
+
+def chromium_args(y4m: Path | None = None) -> list[str]:
+    """Headless Chromium flags; with ``y4m``, a fake camera playing that video."""
+    args = [
         "--no-sandbox",
         "--headless=new",
         "--disable-gpu",
@@ -43,10 +47,59 @@ def chromium_args(y4m: Path) -> list[str]:
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={y4m}",
     ]
+    if y4m is not None:
+        args += [
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}",
+        ]
+    return args
+
+
+@contextmanager
+def launched_chromium(args: list[str] | None = None) -> Iterator[Any]:
+    """Debian's Chromium under Playwright (the test is skipped when it is not installed)."""
+    import pytest
+    from playwright import sync_api
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args or chromium_args())
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def checked_page(
+    browser: Any, test_name: str, *, csp_errors: bool = False, **context_options: Any
+) -> Iterator[Any]:
+    """A fresh context + page for one test (use with ``yield from`` in a fixture). It leaves
+    a screenshot named after the test and fails the test on uncaught page errors (and, with
+    ``csp_errors``, on Content-Security-Policy violations logged to the console)."""
+    context = browser.new_context(**context_options)
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    if csp_errors:
+        page.on(
+            "console",
+            lambda msg: (
+                problems.append(msg.text)
+                if msg.type == "error" and "Content Security Policy" in msg.text
+                else None
+            ),
+        )
+    yield page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        page.screenshot(path=str(ARTIFACTS / f"{test_name}.png"), full_page=True)
+    finally:
+        context.close()
+    assert not problems, f"uncaught errors or CSP violations in the page: {problems}"
 
 
 def build_home(root: Path, orl: dict[str, list[Path]]) -> tuple[Settings, TrainReport]:

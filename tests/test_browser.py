@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 from browser_support import (
-    CHROMIUM,
     HELD_OUT,
     PEOPLE,
     build_home,
+    checked_page,
     chromium_args,
     get_json,
+    launched_chromium,
     png_bytes,
     running_server,
 )
@@ -33,7 +34,6 @@ pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'lookalike[dev]'")
 expect = sync_api.expect
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
 Orl = dict[str, list[Path]]
 
 
@@ -67,41 +67,26 @@ def y4m(tmp_path_factory: pytest.TempPathFactory, pyfeat: dict[str, Path]) -> Pa
 
 @pytest.fixture(scope="module")
 def browser(y4m: Path) -> Iterator[Any]:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=chromium_args(y4m))
+    with launched_chromium(chromium_args(y4m)) as browser:
         yield browser
-        browser.close()
-
-
-def _new_page(
-    browser: Any, request: pytest.FixtureRequest, **context_options: Any
-) -> Iterator[Any]:
-    """A fresh context + page; leaves a screenshot and fails on uncaught page errors."""
-    context = browser.new_context(permissions=["camera"], **context_options)
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    page_errors: list[str] = []
-    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-    yield page
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    finally:
-        context.close()
-    assert not page_errors, f"uncaught errors in the page: {page_errors}"
 
 
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from _new_page(browser, request, viewport={"width": 1280, "height": 900})
+    yield from checked_page(
+        browser, request.node.name, permissions=["camera"], viewport={"width": 1280, "height": 900}
+    )
 
 
 @pytest.fixture
 def phone_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from _new_page(
-        browser, request, viewport={"width": 375, "height": 700}, is_mobile=True, has_touch=True
+    yield from checked_page(
+        browser,
+        request.node.name,
+        permissions=["camera"],
+        viewport={"width": 375, "height": 700},
+        is_mobile=True,
+        has_touch=True,
     )
 
 

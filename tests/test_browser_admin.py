@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import CHROMIUM, running_server
+from browser_support import ARTIFACTS, checked_page, launched_chromium, running_server
 
 from lookalike import accounts
 from lookalike.config import Settings
@@ -23,7 +22,6 @@ pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'lookalike[dev]'")
 expect = sync_api.expect
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
 NAME = "alice"
 PASSWORD = "correct horse battery staple"
 
@@ -49,29 +47,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
-    args = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking"]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    page_errors: list[str] = []
-    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-    yield page
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    finally:
-        context.close()
-    assert not page_errors, f"uncaught errors in the page: {page_errors}"
+    yield from checked_page(browser, request.node.name, viewport={"width": 1100, "height": 800})
 
 
 def sign_in(page: Any, name: str, password: str) -> None:

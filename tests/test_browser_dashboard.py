@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import CHROMIUM, running_server
+from browser_support import ARTIFACTS, checked_page, launched_chromium, running_server
 from dashboard_support import ADMIN, CUT_DAYS_AGO, DAYS, GAP_DAYS, PASSWORD, TIMEZONE, Seed
 
 from lookalike.api.auth import admin_routes
@@ -29,7 +29,6 @@ pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'lookalike[dev]'")
 expect = sync_api.expect
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
 CHARTS = [
     "classes",
     "classes-by-model",
@@ -90,39 +89,20 @@ def analytics(app: Any) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
-    args = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking"]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 900}, accept_downloads=True, timezone_id=TIMEZONE
+    yield from checked_page(
+        browser,
+        request.node.name,
+        csp_errors=True,
+        viewport={"width": 1280, "height": 900},
+        accept_downloads=True,
+        timezone_id=TIMEZONE,
     )
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.on(
-        "console",
-        lambda msg: (
-            problems.append(msg.text)
-            if msg.type == "error" and "Content Security Policy" in msg.text
-            else None
-        ),
-    )
-    yield page
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    finally:
-        context.close()
-    assert not problems, f"errors or CSP violations in the page: {problems}"
 
 
 def sign_in(page: Any, base: str, path: str) -> None:

@@ -5,11 +5,10 @@ API on loopback. Screenshots go to ``tests/artifacts/``."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import CHROMIUM, running_server
+from browser_support import checked_page, launched_chromium, running_server
 from test_api_support import SECRET
 from test_names_support import names_home, pokemon, register_and_promote, trained_pokemon
 from test_quotes_support import QuoteServer
@@ -20,17 +19,6 @@ pytestmark = pytest.mark.browser
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'lookalike[dev]'")
 expect = sync_api.expect
-
-ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -60,28 +48,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, quotes: QuoteServer) -> Ite
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    page_errors: list[str] = []
-    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-    yield page
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    finally:
-        context.close()
-    assert not page_errors, f"uncaught errors in the page: {page_errors}"
+    yield from checked_page(browser, request.node.name, viewport={"width": 1280, "height": 900})
 
 
 def test_seven_names_and_the_quote_of_the_day(page: Any, server: str, quotes: QuoteServer) -> None:
