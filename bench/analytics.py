@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from machine import cpu_model, pkg
+from machine import cpu_model, load, pkg
 
 from lookalike import accounts
 from lookalike.api import create_app
@@ -75,13 +75,6 @@ ENDPOINTS = [
     ("confidence, one class", "/api/analytics/confidence", {"label": "class-05"}),
     ("drift, one version", "/api/analytics/drift", {"model_version": "m0004"}),
 ]
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 # --- the log -------------------------------------------------------------------------------

@@ -25,8 +25,6 @@ time). The load average is printed: on a busy machine the numbers are low, not w
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -37,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from machine import cpu_model, pin_cores, pkg
+from machine import load, pin_cores, print_machine
 
 from lookalike import sample_data
 from lookalike.config import Settings
@@ -51,32 +49,6 @@ SFACE_GFLOP = 1.15  # 574 M multiply-adds per 112x112 crop (27 convolutions + th
 
 
 # --- machine ---------------------------------------------------------------------------------
-
-
-def print_machine(cpus: list[int]) -> None:
-    import cv2
-    import onnxruntime as ort
-
-    flags = ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")
-        flags = " ".join(f for f in wanted if f" {f} " in text or f" {f}\n" in text)
-    except OSError:
-        pass
-    print(f"machine : {cpu_model()}, {os.cpu_count()} CPUs, pinned to {len(cpus)}: {cpus}")
-    print(f"          flags: {flags or '?'}; load average {load()}")
-    print(
-        f"versions: python {platform.python_version()}, onnxruntime {ort.__version__},"
-        f" opencv {cv2.__version__}, numpy {np.__version__}, pillow {pkg('pillow')}"
-    )
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 # --- backbones -------------------------------------------------------------------------------
@@ -289,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     cores = len(cpus)
     import cv2
 
-    print_machine(cpus)
+    print_machine(cpus, ["onnxruntime", "opencv-python-headless", "numpy", "pillow"])
     cache = sample_data.default_cache_dir()
     photos = sample_data.bench_photos(cache, args.n)
     print(f"photos  : {len(photos)} x 640x480 JPEG from {photos[0].parent}, repeat {args.repeat}")

@@ -33,3 +33,28 @@ def pkg(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "not installed"
+
+
+def load() -> str:
+    """The load average: other work on the machine skews every timing."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "?"
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")
+    return " ".join(f for f in wanted if f" {f} " in text or f" {f}\n" in text) or "?"
+
+
+def print_machine(cpus: list[int], packages: list[str]) -> None:
+    """CPU, pinning, load and the versions of ``packages`` (distribution names)."""
+    print(f"machine : {cpu_model()}, {os.cpu_count()} CPUs, pinned to {len(cpus)}: {cpus}")
+    print(f"          flags: {cpu_flags()}; load average {load()}")
+    versions = ", ".join(f"{name} {pkg(name)}" for name in packages)
+    print(f"versions: python {platform.python_version()}, {versions}")

@@ -27,17 +27,10 @@ import time
 from dataclasses import replace
 
 import numpy as np
-from machine import cpu_model, pin_cores, pkg
+from machine import cpu_model, load, pin_cores, pkg
 
 TEMPERATURES = (0.5, 1.0, 1.5)
 MAX_LENGTH = 20
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def main(argv: list[str] | None = None) -> int:

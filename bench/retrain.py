@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import platform
 import shutil
 import sqlite3
 import statistics
@@ -49,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from machine import cpu_model, pin_cores, pkg
+from machine import load, pin_cores, print_machine
 
 from lookalike import sample_data
 from lookalike.config import Settings
@@ -58,30 +56,6 @@ TARGET_SPEEDUP = 10.0
 
 
 # --- machine ---------------------------------------------------------------------------------
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "?"
-
-
-def print_machine(cpus: list[int]) -> None:
-    flags = ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")
-        flags = " ".join(f for f in wanted if f" {f} " in text or f" {f}\n" in text)
-    except OSError:
-        pass
-    print(f"machine : {cpu_model()}, {os.cpu_count()} CPUs, pinned to {len(cpus)}: {cpus}")
-    print(f"          flags: {flags or '?'}; load average {load()}")
-    print(
-        f"versions: python {platform.python_version()}, onnxruntime {pkg('onnxruntime')},"
-        f" opencv {pkg('opencv-python-headless')}, numpy {pkg('numpy')},"
-        f" scikit-learn {pkg('scikit-learn')}, sqlalchemy {pkg('sqlalchemy')}"
-    )
 
 
 # --- where the time goes ---------------------------------------------------------------------
@@ -330,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cpus = pin_cores(args.cores)
-    print_machine(cpus)
+    print_machine(
+        cpus, ["onnxruntime", "opencv-python-headless", "numpy", "scikit-learn", "sqlalchemy"]
+    )
     steps = instrument()
     tmp = tempfile.TemporaryDirectory(prefix="lookalike-retrain-bench-")
     root = args.keep or Path(tmp.name)

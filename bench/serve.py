@@ -38,7 +38,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -54,7 +53,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from machine import cpu_model, pin_cores, pkg
+from machine import load, pin_cores, print_machine
 
 from lookalike import sample_data
 from lookalike.config import Settings
@@ -67,31 +66,6 @@ WARMUP = 20  # requests per row, before timing
 
 
 # --- machine ---------------------------------------------------------------------------------
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "?"
-
-
-def print_machine(cpus: list[int]) -> None:
-    flags = ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")
-        flags = " ".join(f for f in wanted if f" {f} " in text or f" {f}\n" in text)
-    except OSError:
-        pass
-    print(f"machine : {cpu_model()}, {os.cpu_count()} CPUs, pinned to {len(cpus)}: {cpus}")
-    print(f"          flags: {flags or '?'}; load average {load()}")
-    print(
-        f"versions: python {platform.python_version()}, onnxruntime {pkg('onnxruntime')},"
-        f" opencv {pkg('opencv-python-headless')}, numpy {pkg('numpy')},"
-        f" fastapi {pkg('fastapi')}, uvicorn {pkg('uvicorn')}, httpx {pkg('httpx')},"
-        f" sqlalchemy {pkg('sqlalchemy')}"
-    )
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -506,7 +480,18 @@ def main(argv: list[str] | None = None) -> int:
     server_env = dict(item.split("=", 1) for item in args.server_env)
 
     cpus = pin_cores(args.cores)
-    print_machine(cpus)
+    print_machine(
+        cpus,
+        [
+            "onnxruntime",
+            "opencv-python-headless",
+            "numpy",
+            "fastapi",
+            "uvicorn",
+            "httpx",
+            "sqlalchemy",
+        ],
+    )
     photos = sample_data.bench_photos(sample_data.default_cache_dir(), args.photos)
     bodies = [multipart_body(p) for p in photos]
     sizes = [p.stat().st_size for p in photos]
