@@ -86,6 +86,10 @@ def test_only_consented_confirmed_photos_train_and_deletion_is_real(
     # ... but they train the head: one more s4 training photo than s4 reference photos.
     s4 = model.info.labels.index("s4")
     assert model.info.counts["train"]["s4"] == int((model.gallery_labels == s4).sum()) + 1
+    assert model.info.visitor_sources == sorted(records)
+    with Registry(settings) as registry:  # the operator puts it in service
+        if registry.champion() != result.version:
+            registry.promote(result.version, reason="test", actor="test")
 
     # The visitor deletes: the photo, the dataset record, its blob and embeddings go.
     record = records[f"visitor:{liked['id']}"]
@@ -100,10 +104,21 @@ def test_only_consented_confirmed_photos_train_and_deletion_is_real(
     assert not blob.exists()
     assert cache.get(model.info.backbone_key, record.sha256) is None
 
+    # The next retrain replaces the champion trained on it, unless it is worse.
+    after_delete = retrain(settings, actor="test")
+    assert after_delete.promoted, after_delete.decision.reason
+    assert "1 visitor photo(s) the champion was trained on were deleted" in (
+        after_delete.decision.reason
+    )
+    assert after_delete.decision.figures["withdrawn_visitor_photos"] == 1
+    new_champion = load_model(settings.home, after_delete.version).info
+    assert new_champion.visitor_sources == [f"visitor:{named['id']}"]
+
     # Withdrawing the label (a plain dislike) takes the other one out at the next retrain.
     client.post(f"/api/predictions/{named['id']}/feedback", json={"feedback": "dislike"})
     again = retrain(settings, actor="test")
     assert (again.visitors.added, again.visitors.forgotten) == (0, 1)
     assert _visitor_records(settings) == {}
+    assert again.promoted and load_model(settings.home, again.version).info.visitor_sources == []
     with Registry(settings) as registry:
-        assert registry.champion() is not None
+        assert registry.champion() == again.version

@@ -51,6 +51,9 @@ class ModelInfo:
     counts: dict[str, dict[str, int]]  # subset -> class -> images
     metrics: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    # Visitors' photos the head was trained on ("visitor:<prediction id>"): when one is
+    # deleted, the promotion gate lets a model trained without it replace this one.
+    visitor_sources: list[str] = field(default_factory=list)
     format: int = ARTIFACT_FORMAT
 
 

@@ -8,7 +8,8 @@ Before each retrain, :func:`gather_visitor_photos` imports those photos (source
 They always train: never in the frozen test set (it stays the operator's curated photos)
 and never in a model's reference gallery (another visitor is never shown them as a "nearest
 photo"). :func:`forget_visitor_photo` removes one again with its embeddings; the next
-retrain trains without it.
+retrain trains without it, and a champion whose head was trained on a deleted photo is
+replaced by that model unless it is significantly worse (``training/compare.py``).
 """
 
 from __future__ import annotations

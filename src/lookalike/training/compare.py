@@ -6,10 +6,12 @@ the champion's). The figures compare them on the classes both know:
 - same classes: the challenger must have a higher accuracy, the McNemar test on the paired
   answers must call the difference significant (``promotion_alpha``), and no class may lose
   more than ``promotion_max_recall_drop`` of recall. Ties keep the champion.
-- classes added or removed (new contributors, deleted ones): the champion cannot answer the
-  new classes, so on the shared classes the challenger must only be no worse (not
-  significantly less accurate, no class recall dropping more than the margin), and it must
-  recognise the new classes with a mean recall of at least ``promotion_new_class_floor``.
+- classes added or removed (new contributors, deleted ones), or visitor photos the champion
+  was trained on deleted by their owners: the champion cannot answer the new classes (or
+  should not keep serving what was withdrawn), so on the shared classes the challenger must
+  only be no worse (not significantly less accurate, no class recall dropping more than the
+  margin), and it must recognise any new classes with a mean recall of at least
+  ``promotion_new_class_floor``.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ def compare_models(
 ) -> GateDecision:
     """Decide whether ``challenger`` replaces ``champion`` (see the module docstring)."""
     catalog = DatasetStore(settings).load()
+    present = {r.source for r in catalog.images.values()}
+    withdrawn = sorted(set(champion.info.visitor_sources) - present)
     test_version = challenger.info.test_version
     hashes = SplitStore(settings).load().test_hashes(test_version)
     old, new = set(champion.info.labels), set(challenger.info.labels)
@@ -129,16 +133,21 @@ def compare_models(
         "new_class_recall": recall_new,
         "new_class_mean_recall": mean_new,
         "new_class_floor": settings.promotion_new_class_floor,
+        "withdrawn_visitor_photos": len(withdrawn),
     }
     significant = p_value < alpha
     drop_text = ", ".join(f"{k} -{v:.2f}" for k, v in sorted(drops.items()))
-    if added or removed:
+    if added or removed or withdrawn:
         change = []
         if added:
             change.append(f"{len(added)} new class(es) the champion cannot score")
         if removed:
             change.append(f"{len(removed)} class(es) no longer in the dataset")
-        head = f"Classes changed ({'; '.join(change)}): compared on {len(shared)} shared classes."
+        if withdrawn:
+            change.append(
+                f"{len(withdrawn)} visitor photo(s) the champion was trained on were deleted"
+            )
+        head = f"The data changed ({'; '.join(change)}): compared on {len(shared)} shared classes."
         if acc_a is not None and acc_b is not None and acc_b < acc_a and significant:
             return GateDecision(
                 False,

@@ -188,6 +188,7 @@ def train(
                 name: dict(sorted(_count(recs).items()))
                 for name, recs in (("train", rec_tr), ("val", by_subset["val"]), ("test", rec_te))
             },
+            visitor_sources=sorted(r.source for r in rec_tr if is_visitor(r.source)),
         ),
         head=fitted[chosen],
         # Reference photos: the operator's only. Visitors' photos train the head but are
