@@ -18,6 +18,7 @@ from lookalike.config import Settings
 from lookalike.data.cache import EmbeddingCache
 from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore
+from lookalike.jobs import Jobs
 from lookalike.registry import Registry
 from lookalike.retrain import retrain
 
@@ -103,6 +104,7 @@ def test_only_consented_confirmed_photos_train_and_deletion_is_real(
     assert f"visitor:{liked['id']}" not in _visitor_records(settings)
     assert not blob.exists()
     assert cache.get(model.info.backbone_key, record.sha256) is None
+    assert Jobs(settings).huey.pending_count() == 1  # the champion trained on it: retrain soon
 
     # The next retrain replaces the champion trained on it, unless it is worse.
     after_delete = retrain(settings, actor="test")

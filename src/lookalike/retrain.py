@@ -34,7 +34,7 @@ from lookalike.registry import Registry
 from lookalike.training.compare import GateDecision, compare_models
 from lookalike.training.train import Progress, TrainReport, train
 
-TRIGGERS = ("manual", "schedule", "new-images", "api")
+TRIGGERS = ("manual", "schedule", "new-images", "api", "deletion")
 
 
 class RetrainRunning(LookalikeError):

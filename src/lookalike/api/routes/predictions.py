@@ -43,12 +43,15 @@ from lookalike.api.schemas import (
     PredictionPublic,
     PredictionSummary,
 )
+from lookalike.artifacts import load_model
 from lookalike.config import Settings
+from lookalike.data.visitors import PREFIX as VISITOR_PREFIX
 from lookalike.data.visitors import forget_visitor_photo
 from lookalike.db import Prediction as PredictionRow
 from lookalike.db import Upload, utcnow
 from lookalike.errors import LookalikeError, NoFaceFound, NotFound
 from lookalike.inference import Prediction, Predictor
+from lookalike.registry import Registry
 from lookalike.storage import ObjectStore
 from lookalike.vision.images import DecodedImage, decode_image
 
@@ -586,6 +589,24 @@ def delete_photo(
         if row.storage_key is not None:
             store.delete(row.storage_key)
             row.storage_key = None
-    # If it was gathered into the training set, it leaves it (and the embedding cache) too.
-    forget_visitor_photo(request.app.state.settings, prediction_id)
+    # If it was gathered into the training set, it leaves it (and the embedding cache) too,
+    # and a champion trained on it is retrained without it soon, not at the next schedule.
+    settings: Settings = request.app.state.settings
+    if forget_visitor_photo(settings, prediction_id) and _champion_trained_on(
+        request.app.state.registry, VISITOR_PREFIX + prediction_id
+    ):
+        from lookalike.jobs import Jobs
+
+        try:
+            Jobs(settings).enqueue_retrain("deletion", "a visitor's deletion")
+        except Exception:  # the photo is gone either way; the schedule retrains later
+            log.exception("could not queue the retrain after a deletion")
     return Response(status_code=204)
+
+
+def _champion_trained_on(registry: Registry, source: str) -> bool:
+    """Whether the registry's champion (loaded here or not yet) was trained on ``source``."""
+    try:
+        return source in load_model(registry.home, registry.champion()).info.visitor_sources
+    except LookalikeError:
+        return False
