@@ -227,8 +227,11 @@ def test_predicting_from_an_upload_that_is_not_ready(client: TestClient) -> None
 def test_unused_uploads_are_swept_after_their_ttl(
     trained: Path, tmp_path: Path, database_url: str, orl: Orl
 ) -> None:
+    # Long enough that asking for the second URL (which sweeps) never finds the first one
+    # expired on a busy machine; short enough to wait out.
+    ttl = 3
     settings = api_settings(
-        linked_home(trained, tmp_path / "home"), database_url, upload_ttl_seconds=1
+        linked_home(trained, tmp_path / "home"), database_url, upload_ttl_seconds=ttl
     )
     data = orl["s3"][9].read_bytes()
     with client_for(settings) as client:
@@ -237,7 +240,7 @@ def test_unused_uploads_are_swept_after_their_ttl(
         stray = "uploads/orphan-object"  # bytes without a row (e.g. a crash after storing)
         client.app.state.store.put(stray, b"x")  # type: ignore[attr-defined]
         assert objects(settings) == sorted([f"uploads/{kept['key']}", stray])
-        time.sleep(1.2)
+        time.sleep(ttl + 0.2)
         assert_error(
             client.put(late["url"], content=data, headers={"content-type": "image/jpeg"}),
             410,
