@@ -253,9 +253,9 @@ def test_requests_do_not_wait_for_a_fetch_in_flight(
     deadline = time.monotonic() + 5
     while server.hits["/quote"] == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    started = time.monotonic()
     meanwhile = quotes.get()
-    assert time.monotonic() - started < 0.5
+    # Answered while the first fetch still hangs (it gives up only after its 1.5 s timeout).
+    assert worker.is_alive()
     assert meanwhile.source == "builtin"
     worker.join(5)
     assert results and results[0].source == "builtin"
