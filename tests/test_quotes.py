@@ -160,7 +160,7 @@ def test_fetching_from_a_real_server(server: QuoteServer) -> None:
         started = time.monotonic()
         with pytest.raises(QuoteUnavailable, match=why):
             fetch_quote(server.url(path), text_field="quote.text", author_field="", **kw)
-        assert time.monotonic() - started < TIMEOUT + 0.5, path
+        assert time.monotonic() - started < TIMEOUT + 3.0, path  # cut off, never hangs
     closed = server.base.rsplit(":", 1)[0] + ":9"  # nothing listens on the discard port
     with pytest.raises(QuoteUnavailable, match="cannot reach"):
         fetch_quote(closed, text_field="text", author_field="", **kw)
@@ -202,7 +202,7 @@ def test_two_apps_share_the_cached_quote_and_keep_it_through_failures(
         expire(sessions)
         started = time.monotonic()
         hung = a.get("/api/quote").json()
-        assert time.monotonic() - started < TIMEOUT + 1.0
+        assert time.monotonic() - started < TIMEOUT + 3.0  # the hanging call was cut off
         assert hung["text"] == first_text and hung["stale"]
         assert server.hits["/quote"] == 3
 
