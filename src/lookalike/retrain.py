@@ -34,8 +34,6 @@ from lookalike.registry import Registry
 from lookalike.training.compare import GateDecision, compare_models
 from lookalike.training.train import Progress, TrainReport, train
 
-TRIGGERS = ("manual", "schedule", "new-images", "api", "deletion")
-
 
 class RetrainRunning(LookalikeError):
     status = 409
@@ -100,9 +98,10 @@ def retrain(
 ) -> RetrainResult:
     """Train a challenger from the current dataset and let the gate decide.
 
-    The first model becomes the champion directly. ``strict``: refuse to train while a
-    class has fewer than ``min_images_per_class`` images (``lookalike train`` leaves such
-    classes out instead)."""
+    The first model becomes the champion directly. ``trigger`` says what started it
+    (manual, schedule, new-images, api, deletion) and is recorded with ``actor`` as the
+    version's ``created_by``. ``strict``: refuse to train while a class has fewer than
+    ``min_images_per_class`` images (``lookalike train`` leaves such classes out instead)."""
     start = time.perf_counter()
     own = registry is None
     reg = registry or Registry(settings)
