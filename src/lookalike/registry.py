@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import re
 import shutil
 from collections.abc import Sequence
 from datetime import datetime
@@ -47,8 +46,6 @@ NAMES = "names"
 KINDS = (LOOKALIKE, NAMES)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-ALIASES = (CHAMPION, CHALLENGER)
-ACTOR_PATTERN = re.compile(r"[^\x00-\x1f]{1,255}")
 
 
 def verify_artifact(home: Path, artifact: str, digest: str) -> None:
