@@ -87,9 +87,9 @@ def test_model_is_loaded_lazily_once_and_follows_the_champion(
     client: TestClient, settings: Settings
 ) -> None:
     app = client.app
-    assert getattr(app.state, "names", None) is None  # nothing loaded at start-up
-    assert client.get("/api/names", params={"seed": 1}).status_code == 200
     generator = app.state.names  # type: ignore[attr-defined]
+    assert generator.loaded_version is None  # nothing loaded at start-up
+    assert client.get("/api/names", params={"seed": 1}).status_code == 200
     first = generator.load()
     assert client.get("/api/names", params={"seed": 2}).status_code == 200
     assert generator.load() is first  # cached

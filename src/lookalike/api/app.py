@@ -6,7 +6,8 @@ endpoints answer 503 ``model.none``; concurrent requests are analysed side by si
 ``lookalike.inference.Backbones``), ``engine`` + ``sessions`` (the prediction log),
 ``registry`` (model versions; the predictor follows its champion), ``store`` (object
 store), ``templates``, ``metrics`` (a Prometheus registry of its own),
-``rate_limiter`` and ``gallery`` (reference photos of the current model).
+``rate_limiter`` and ``login_limiter``, ``gallery`` (reference photos of the current model),
+``names`` (the name generator) and ``quote_of_the_day``.
 
 Middleware, outermost first: metrics -> body size limit -> security headers -> FastAPI's
 exception handling (one error shape, ``lookalike.api.errors``) -> routes.
@@ -37,6 +38,8 @@ from lookalike.config import Settings, get_settings
 from lookalike.db import init_db, make_engine, session_factory
 from lookalike.errors import LookalikeError
 from lookalike.inference import Predictor
+from lookalike.names.service import NameGenerator
+from lookalike.quotes import QuoteOfTheDay
 from lookalike.registry import Registry
 from lookalike.storage import ObjectStore
 
@@ -136,7 +139,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
     app.state.metrics = Metrics()
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.login_limiter = RateLimiter(settings.login_attempts_per_minute)
     app.state.gallery = GalleryCache()
+    app.state.names = NameGenerator(settings, registry)  # loads its model on first use
+    app.state.quote_of_the_day = QuoteOfTheDay(settings, sessions)
 
     install_error_handlers(app)
     for router in ROUTERS:

@@ -54,7 +54,6 @@ import json
 import math
 import re
 import secrets
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -421,19 +420,10 @@ async def require_csrf(request: Request, admin: Admin = Depends(require_admin)) 
 
 # --- sign-in rate limit -----------------------------------------------------------------------
 
-_limiter_lock = threading.Lock()
-
 
 def login_limiter(request: Request) -> RateLimiter:
-    """The app's sign-in limiter (per client address), made on first use."""
-    state = request.app.state
-    limiter: RateLimiter | None = getattr(state, "login_limiter", None)
-    if limiter is None:
-        with _limiter_lock:
-            limiter = getattr(state, "login_limiter", None)
-            if limiter is None:
-                limiter = RateLimiter(_settings(request).login_attempts_per_minute)
-                state.login_limiter = limiter
+    """The app's sign-in limiter (per client address)."""
+    limiter: RateLimiter = request.app.state.login_limiter
     return limiter
 
 

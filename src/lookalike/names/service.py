@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
-
 from lookalike.config import Settings
 from lookalike.errors import LookalikeError, ModelUnavailable
 from lookalike.names.corpus import load_corpus
@@ -148,18 +146,24 @@ class NameGenerator:
     """Generates names with the registry's champion; loads it on first use and again only
     when the champion moves. Thread-safe; one per process (the web app keeps one)."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        """``registry``: share the caller's (the web app's); without one, the settings'
+        database is opened on first use."""
         self.settings = settings
-        self._engine = engine
         self._lock = threading.Lock()
-        self._registry: Registry | None = None
+        self._registry = registry
         self._model: NamesModel | None = None
+
+    @property
+    def loaded_version(self) -> str | None:
+        """The version in memory (None until the first request)."""
+        return self._model.version if self._model is not None else None
 
     def _champion(self) -> str | None:
         if self._registry is None:
             with self._lock:
                 if self._registry is None:
-                    self._registry = Registry(self.settings, self._engine)
+                    self._registry = Registry(self.settings)
         return self._registry.champion(KIND)
 
     def load(self) -> NamesModel:

@@ -1,14 +1,12 @@
 """The name generator: ``GET /api/names`` (JSON) and the ``/names`` page.
 
-The generator is made on first use and kept on ``app.state.names``; it loads the registry's
+The generator lives on ``app.state.names`` (made by ``create_app``); it loads the registry's
 champion lazily and again only when the champion changes (see ``lookalike.names.service``).
 Parameters are checked by the engine, so out-of-range values get a precise code
 (``names.count``, ``names.temperature``, ``names.prefix``, ...) in the one error shape.
 """
 
 from __future__ import annotations
-
-import threading
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
@@ -21,8 +19,6 @@ from lookalike.names.generate import MAX_TEMPERATURE, MIN_TEMPERATURE
 from lookalike.names.service import NameGenerator
 
 router = APIRouter(tags=["names"])
-
-_lock = threading.Lock()
 
 
 class NamesPublic(BaseModel):
@@ -44,14 +40,8 @@ class NamesPublic(BaseModel):
 
 
 def name_generator(request: Request) -> NameGenerator:
-    """The app's one ``NameGenerator`` (made on first use, on the app's database)."""
-    state = request.app.state
-    generator: NameGenerator | None = getattr(state, "names", None)
-    if generator is None:
-        with _lock:
-            generator = getattr(state, "names", None)
-            if generator is None:
-                generator = state.names = NameGenerator(state.settings, state.engine)
+    """The app's one ``NameGenerator``."""
+    generator: NameGenerator = request.app.state.names
     return generator
 
 

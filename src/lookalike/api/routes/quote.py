@@ -3,7 +3,6 @@ built-in public-domain quote); see ``lookalike.quotes``."""
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Literal
 
@@ -13,8 +12,6 @@ from pydantic import BaseModel, Field
 from lookalike.quotes import QuoteOfTheDay
 
 router = APIRouter(prefix="/api/quote", tags=["quote"])
-
-_lock = threading.Lock()
 
 
 class QuotePublic(BaseModel):
@@ -31,14 +28,8 @@ class QuotePublic(BaseModel):
 
 
 def quote_of_the_day(request: Request) -> QuoteOfTheDay:
-    """The app's one ``QuoteOfTheDay`` (made on first use, on the app's database)."""
-    state = request.app.state
-    quotes: QuoteOfTheDay | None = getattr(state, "quote_of_the_day", None)
-    if quotes is None:
-        with _lock:
-            quotes = getattr(state, "quote_of_the_day", None)
-            if quotes is None:
-                quotes = state.quote_of_the_day = QuoteOfTheDay(state.settings, state.sessions)
+    """The app's one ``QuoteOfTheDay``."""
+    quotes: QuoteOfTheDay = request.app.state.quote_of_the_day
     return quotes
 
 
