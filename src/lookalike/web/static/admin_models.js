@@ -37,6 +37,7 @@
     no_strong_match_rate: "No strong match rate",
     fit_seconds: "Fit time (s)",
     champion_error: "Champion error",
+    withdrawn_visitor_photos: "Deleted visitor photos the champion trained on",
   };
   var RECALLS = ["champion_recall", "challenger_recall", "new_class_recall"];
 
