@@ -144,7 +144,9 @@ def test_every_admin_route_refuses_anonymous_and_bad_credentials(
     other_secret = settings.model_copy(update={"secret_key": "another-secret-0123456789abcdef"})
     payload, _, signature = good.rpartition(".")
     bad_cookies = {
-        "tampered signature": f"{payload}.{signature[:-2]}AA",
+        "tampered signature": f"{payload}.{'B' if signature[0] != 'B' else 'C'}{signature[1:]}",
+        # Same bytes once decoded (the last character's spare bits), different text.
+        "non-canonical signature": f"{payload}.{signature[:-1]}{_spare_bits(signature[-1])}",
         "tampered payload": good.replace(".", ".e30", 1),
         "other secret": session_cookie(other_secret, user),
         "expired": session_cookie(settings, user, time.time() - 12 * 3600 - 5),
@@ -463,3 +465,10 @@ def test_production_refuses_a_default_or_short_secret(
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "settings.invalid" in err and "LOOKALIKE_SECRET_KEY" in err
+
+
+def _spare_bits(last: str) -> str:
+    """Another base64url character that decodes to the same bits as the last character of a
+    32-byte digest's encoding (only its top 4 of 6 bits carry data)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return alphabet[alphabet.index(last) ^ 1]

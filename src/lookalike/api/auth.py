@@ -173,7 +173,9 @@ def decode_session(settings: Settings, value: str, now: float | None = None) -> 
         return None
     expected = hmac.new(_key(settings, "admin-session"), signed.encode(), hashlib.sha256)
     try:
-        if not hmac.compare_digest(_unb64(signature), expected.digest()):
+        # Compared as text against the one canonical encoding: base64 decoding ignores the
+        # last character's spare bits, so comparing decoded bytes would accept altered text.
+        if not hmac.compare_digest(signature.encode(), _b64(expected.digest()).encode()):
             return None
         payload = json.loads(_unb64(signed.removeprefix("v1.")))
         data = SessionData(
