@@ -165,6 +165,10 @@ def fetch_quote(
     result = outcome[0]
     if isinstance(result, QuoteUnavailable):
         raise result
+    # The socket's own timeout can fire just before the join gives up: the same answer.
+    reason = getattr(result, "reason", None)
+    if isinstance(result, TimeoutError) or isinstance(reason, TimeoutError):
+        raise QuoteUnavailable(f"no answer within {timeout} s")
     if isinstance(result, urllib.error.HTTPError):
         raise QuoteUnavailable(f"HTTP {result.code} {result.reason}")
     if isinstance(result, urllib.error.URLError):
