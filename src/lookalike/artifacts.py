@@ -4,6 +4,7 @@
                               parameters, open-set threshold, metrics, dataset revision and
                               the frozen test-set version it was evaluated on, file digests
     models/m0001/arrays.npz   head arrays + the reference gallery (vectors, labels, hashes)
+                              + the resemblance calibration (centre, centroids, strangers)
 
 A version directory is built under a temporary name and renamed into place, so a reader
 sees a whole model or none. Loading checks the digests and refuses a damaged artifact.
@@ -28,6 +29,7 @@ import numpy as np
 
 from lookalike.errors import ModelUnavailable, NotFound
 from lookalike.training.heads import ClassAggregator, Head, restore_head
+from lookalike.training.resemblance import DEFAULT_TIE_Z, Resemblance
 
 ARTIFACT_FORMAT = 1
 VERSION_PATTERN = re.compile(r"m\d{4,}")
@@ -54,6 +56,9 @@ class ModelInfo:
     # Visitors' photos the head was trained on ("visitor:<prediction id>"): when one is
     # deleted, the promotion gate lets a model trained without it replace this one.
     visitor_sources: list[str] = field(default_factory=list)
+    # The resemblance calibration's figures (noise, tie rule); its arrays are in the npz.
+    # Empty in models saved before it existed: computed from the gallery when loaded.
+    resemblance: dict[str, Any] = field(default_factory=dict)
     format: int = ARTIFACT_FORMAT
 
 
@@ -65,6 +70,7 @@ class TrainedModel:
     gallery_labels: np.ndarray  # (n,) class index
     gallery_hashes: np.ndarray  # (n,) image sha256 (str)
     gallery_exts: np.ndarray  # (n,) blob file extension (str)
+    _resemblance: Resemblance | None = None
     _agg: ClassAggregator | None = None
 
     @property
@@ -72,6 +78,19 @@ class TrainedModel:
         if self._agg is None:
             self._agg = ClassAggregator(self.gallery_labels, len(self.info.labels), self.info.top_k)
         return self._agg
+
+    @property
+    def resemblance(self) -> Resemblance:
+        """Lookalike scoring and its calibration (fitted here for models saved without it)."""
+        if self._resemblance is None:
+            self._resemblance = Resemblance.fit(
+                self.gallery,
+                self.gallery_labels,
+                len(self.info.labels),
+                float(self.info.resemblance.get("tie_z", DEFAULT_TIE_Z)),
+            )
+            self.info.resemblance = self._resemblance.params()
+        return self._resemblance
 
     def classify(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Embeddings (n, dim) -> (probabilities (n, C), gallery similarities (n, gallery),
@@ -99,6 +118,7 @@ def save_model(home: Path, model: TrainedModel, reserved: Collection[str] = ()) 
     root = models_dir(home)
     root.mkdir(parents=True, exist_ok=True)
     arrays = {f"head_{k}": v for k, v in model.head.state().items()}
+    arrays.update({f"resemblance_{k}": v for k, v in model.resemblance.state().items()})
     arrays.update(
         gallery=model.gallery.astype(np.float32),
         gallery_labels=model.gallery_labels.astype(np.int64),
@@ -154,6 +174,8 @@ def load_model(home: Path, version: str | None) -> TrainedModel:
             arrays = {k: npz[k] for k in npz.files}
         head_state = {k[5:]: v for k, v in arrays.items() if k.startswith("head_")}
         head = restore_head(info.head, head_state, info.head_params)
+        prefix = "resemblance_"
+        res_state = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
         return TrainedModel(
             info=info,
             head=head,
@@ -161,6 +183,7 @@ def load_model(home: Path, version: str | None) -> TrainedModel:
             gallery_labels=arrays["gallery_labels"],
             gallery_hashes=arrays["gallery_hashes"],
             gallery_exts=arrays["gallery_exts"],
+            _resemblance=Resemblance.restore(res_state, info.resemblance) if res_state else None,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelUnavailable(

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from lookalike.admin_cli import app as admin_app
 from lookalike.config import Settings, get_settings
-from lookalike.errors import LookalikeError
+from lookalike.errors import CannotJudge, InvalidInput, LookalikeError
 from lookalike.names.cli import app as names_app
 
 app = typer.Typer(
@@ -413,30 +413,53 @@ def evaluate(
 def predict(
     photos: Annotated[list[Path], typer.Argument(help="Photo file(s).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    face_index: Annotated[int | None, typer.Option(help="Which face (0 = largest).")] = None,
+    face: Annotated[
+        int | None,
+        typer.Option(help="Which face: its number (1 = largest), as listed in the answer."),
+    ] = None,
+    together: Annotated[
+        bool,
+        typer.Option(
+            "--together", help="The photos are one visitor's: answer them together (a visit)."
+        ),
+    ] = False,
     top: Annotated[int, typer.Option(help="Classes to show.")] = 5,
     version: Annotated[str | None, typer.Option(help="Model version (default: champion).")] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Who does each photo look like?"""
-    from lookalike.inference import Predictor
+    """Who does each photo look like? This is X, you look like X, or cannot judge."""
+    from lookalike.inference import Predictor, Visit
     from lookalike.vision.images import read_image
 
+    if face is not None and face < 1:
+        raise InvalidInput(
+            f"--face is a face's number, 1 or more (1 = largest); got {face}.",
+            code="input.invalid",
+        )
     predictor = Predictor(settings_from(home), version)
     results: list[dict[str, Any]] = []
     failed = False
+    visit: Visit | None = None
     for path in photos:
         try:
             image = read_image(path, predictor.settings)
-            result = predictor.predict(image, face_index=face_index).to_dict()
+            prediction = predictor.predict(
+                image, face_index=None if face is None else face - 1, visit=visit
+            )
         except LookalikeError as exc:
             if exc.code.startswith("model."):
                 raise
             failed = True
             results.append({"photo": str(path), **exc.to_dict()})
             if not as_json:
-                err.print(f"[red]{escape(str(path))}[/]: {escape(f'{exc.message} [{exc.code}]')}")
+                what = "cannot judge" if isinstance(exc, CannotJudge) else "refused"
+                err.print(
+                    f"[red]{escape(str(path))}[/]: {what}: {escape(f'{exc.message} [{exc.code}]')}"
+                )
             continue
+        if together:
+            visit = prediction.visit()
+        result = prediction.to_dict()
         results.append({"photo": str(path), **result})
         if not as_json:
             _print_prediction(str(path), result, top)
@@ -447,18 +470,22 @@ def predict(
 
 
 def _print_prediction(name: str, r: dict[str, Any], top: int) -> None:
-    if r["no_strong_match"]:
-        head = (
-            f"no strong match (closest: {escape(r['best_label'])},"
-            f" score {r['match_score']:.2f} < {r['threshold']:.2f})"
+    answer = r["answer"]
+    looks = f" (from {answer['looks']} photos)" if answer["looks"] > 1 else ""
+    console.print(f"{escape(name)}{looks}: [bold]{escape(answer['message'])}[/]")
+    if r["faces_found"] > 1:
+        faces = ", ".join(
+            f"{f['number']}{' (used)' if f['number'] - 1 == r['face_index'] else ''}"
+            for f in r["faces"]
         )
-    else:
-        head = f"[bold]{escape(r['label'])}[/] ({r['probability']:.0%})"
-    console.print(f"{escape(name)}: {head}; {r['faces_found']} face(s) found")
-    for p in r["probabilities"][:top]:
-        console.print(f"   {p['probability']:6.1%}  {escape(p['label'])}")
-    near = ", ".join(f"{escape(n['label'])} {n['similarity']:.2f}" for n in r["nearest"][:3])
-    console.print(f"   nearest: {near}")
+        console.print(f"   {r['faces_found']} faces, largest first: {faces}; pick with --face N")
+    for x in answer["lookalikes"]:
+        console.print(
+            f"   {x['strength']:5.0%}  {escape(x['label'])}  ({x['strength_words']} resemblance)"
+        )
+    probabilities = r["probabilities"][:top]
+    shown = ", ".join(f"{escape(p['label'])} {p['probability']:.1%}" for p in probabilities)
+    console.print(f"   probabilities: {shown}")
 
 
 @app.command()

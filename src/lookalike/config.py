@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-secret-change-me"
 MIN_PRODUCTION_SECRET = 32  # characters
+# The tie rule's default (setting ``tie_z``): on ORL strangers 0.4 gives 1.32 names an answer
+# and a single-photo modal share of 0.80 (bench/resemblance.py); the two trade off.
+DEFAULT_TIE_Z = 0.4
 
 
 def parse_cron(expression: str) -> dict[str, str]:
@@ -121,6 +124,43 @@ class Settings(BaseSettings):
     nearest_k: int = Field(5, ge=1, description="Nearest reference images returned per prediction.")
     flip_tta: bool = Field(
         True, description="Embed each face and its mirror image and average them (more robust)."
+    )
+
+    # --- the answer: same person, lookalikes, or cannot judge ---------------------------------
+    lookalikes_shown: int = Field(
+        3, ge=1, le=20, description="Lookalikes named in an answer, strongest first."
+    )
+    tie_z: float = Field(
+        DEFAULT_TIE_Z,
+        ge=0,
+        le=5,
+        description="Two top lookalikes closer than this many times the photo-to-photo noise"
+        " measured on the gallery (divided by the square root of the looks averaged) are"
+        " answered as a tie ('between X and Y'). Recorded in each model at training; 0: never.",
+    )
+    judge_min_face_px: float = Field(
+        16,
+        ge=0,
+        description="A face narrower than this (pixels, in the photo) cannot be judged: too small.",
+    )
+    judge_min_brightness: float = Field(
+        10,
+        ge=0,
+        le=255,
+        description="A face whose mean brightness (0-255) is below this cannot be judged: too"
+        " dark.",
+    )
+    judge_min_sharpness: float = Field(
+        0.0025,
+        ge=0,
+        description="A face whose sharpness (variance of the Laplacian over the variance of the"
+        " aligned face) is below this cannot be judged: too blurred.",
+    )
+    visit_minutes: int = Field(
+        60,
+        ge=1,
+        description="A visit (several photos answered together) may be continued this long"
+        " after its last photo.",
     )
 
     # --- web service -------------------------------------------------------------------------

@@ -48,9 +48,22 @@ class ImageTooLarge(InvalidImage):
     status = 413
 
 
-class NoFaceFound(LookalikeError):
-    code = "face.not_found"
+class CannotJudge(LookalikeError):
+    """The third kind of answer: no face, or a face too small, dark or blurred to judge.
+
+    Its message says why and how to retake the photo; ``details["answer"]`` is
+    ``"cannot_judge"`` so every client can tell it from a bad request."""
+
+    code = "face.cannot_judge"
     status = 422
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.details.setdefault("answer", "cannot_judge")
+
+
+class NoFaceFound(CannotJudge):
+    code = "face.not_found"
 
 
 class InvalidInput(LookalikeError):

@@ -1,4 +1,9 @@
-"""Predictor: bytes -> decode -> detect -> embed -> head -> answer.
+"""Predictor: bytes -> decode -> detect -> judge quality -> embed -> head -> answer.
+
+Three kinds of answer: "this is X" (the identity score passes the threshold learnt on the
+gallery), "you look like X" (everyone else: lookalikes ranked and given a strength by
+``training.resemblance``, two names when they tie), or ``CannotJudge`` raised (no face, or a
+face too small, dark or blurred).
 
 Set up once (model and backbone load lazily on the first call, or in ``load()``), then
 answer many photos. Several photos of the same person (a webcam burst) are answered
@@ -31,10 +36,18 @@ import numpy as np
 from lookalike.artifacts import ModelInfo, TrainedModel, load_model
 from lookalike.config import Settings, get_settings
 from lookalike.data.store import DatasetStore
-from lookalike.errors import InvalidInput, LookalikeError, ModelUnavailable, NoFaceFound
+from lookalike.errors import (
+    CannotJudge,
+    InvalidInput,
+    LookalikeError,
+    ModelUnavailable,
+    NoFaceFound,
+)
+from lookalike.training.resemblance import strength_words
 from lookalike.training.train import backbone_for
-from lookalike.vision.backbones import Backbone, Face, l2_normalize
+from lookalike.vision.backbones import Analysis, Backbone, Face, l2_normalize
 from lookalike.vision.images import DecodedImage, decode_image
+from lookalike.vision.quality import FaceQuality, judge, measure
 
 log = logging.getLogger("lookalike.inference")
 
@@ -49,30 +62,116 @@ class Neighbour:
     sha256: str
     path: str
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "similarity": round(self.similarity, 4),
+            "sha256": self.sha256,
+            "path": self.path,
+        }
+
+
+@dataclass
+class Lookalike:
+    """One class the visitor resembles, with how strongly (see ``training.resemblance``)."""
+
+    label: str
+    score: float  # centred-centroid cosine
+    strength: float  # share of strangers who resemble anyone here less (0..1)
+    reference: Neighbour | None  # the class's reference photo closest to the visitor
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "score": round(self.score, 4),
+            "strength": round(self.strength, 4),
+            "strength_words": strength_words(self.strength),
+            "reference": self.reference.to_dict() if self.reference else None,
+        }
+
+
+@dataclass
+class Visit:
+    """Earlier looks of the same visitor (photos or bursts), answered together with the next."""
+
+    vector: np.ndarray  # their averaged embedding, L2-normalised
+    looks: int
+    backbone_key: str
+
+
+SAME_PERSON = "same_person"
+LOOKALIKE = "lookalike"
+
 
 @dataclass
 class Prediction:
-    label: str | None  # None when there is no strong match
-    best_label: str  # the top of the ranking, even when it is weak
-    probability: float
+    kind: str  # SAME_PERSON ("this is X") or LOOKALIKE ("you look like X")
+    names: list[str]  # who the answer names: one, or two when they tie
+    lookalikes: list[Lookalike]  # the strongest first (same person: that person first)
+    best_label: str  # the answer's first name
+    probability: float  # the head's probability of ``best_label``
     probabilities: list[tuple[str, float]]  # every class, best first
-    match_score: float
+    match_score: float  # identity score of the head's best class (vs ``threshold``)
     threshold: float
-    no_strong_match: bool
     nearest: list[Neighbour]
     faces: list[Face]
     face_index: int | None
     frames_used: int
+    looks: int  # photos or bursts averaged (a visit's earlier ones included)
     model_version: str
     latency_ms: float
+    vector: np.ndarray  # the query embedding (for a visit; never logged or stored)
+    backbone_key: str  # the embedding space of ``vector``
+    quality: FaceQuality | None = None
     errors: list[str] = field(default_factory=list)  # frames that were skipped, and why
+
+    @property
+    def label(self) -> str | None:
+        """Who the visitor is, when they are someone in the gallery; else None."""
+        return self.names[0] if self.kind == SAME_PERSON else None
+
+    @property
+    def tie(self) -> bool:
+        return len(self.names) > 1
+
+    @property
+    def no_strong_match(self) -> bool:
+        """Not someone in the gallery: the answer is their lookalikes."""
+        return self.kind != SAME_PERSON
 
     @property
     def face(self) -> Face | None:
         return None if self.face_index is None else self.faces[self.face_index]
 
+    def visit(self) -> Visit:
+        """This answer's looks, to be answered together with the visitor's next photo."""
+        return Visit(self.vector, self.looks, self.backbone_key)
+
+    @property
+    def message(self) -> str:
+        """The answer in one sentence, the same in the CLI and on the page."""
+        if self.kind == SAME_PERSON:
+            return f"This is {self.names[0]}."
+        first = self.lookalikes[0]
+        if self.tie:
+            return (
+                f"You look like {self.names[0]} and {self.names[1]} about equally: between the two."
+            )
+        return (
+            f"You look like {first.label}: a {strength_words(first.strength)} resemblance,"
+            f" stronger than {first.strength:.0%} of people's best match here."
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "answer": {
+                "kind": self.kind,
+                "names": self.names,
+                "tie": self.tie,
+                "message": self.message,
+                "lookalikes": [x.to_dict() for x in self.lookalikes],
+                "looks": self.looks,
+            },
             "label": self.label,
             "best_label": self.best_label,
             "probability": round(self.probability, 4),
@@ -82,19 +181,12 @@ class Prediction:
             "probabilities": [
                 {"label": k, "probability": round(v, 4)} for k, v in self.probabilities
             ],
-            "nearest": [
-                {
-                    "label": n.label,
-                    "similarity": round(n.similarity, 4),
-                    "sha256": n.sha256,
-                    "path": n.path,
-                }
-                for n in self.nearest
-            ],
+            "nearest": [n.to_dict() for n in self.nearest],
             "faces_found": len(self.faces),
-            "faces": [f.to_dict() for f in self.faces],
+            "faces": [{"number": i + 1, **f.to_dict()} for i, f in enumerate(self.faces)],
             "face_index": self.face_index,
             "face_box": self.face.to_dict()["box"] if self.face else None,
+            "quality": self.quality.to_dict() if self.quality else None,
             "frames_used": self.frames_used,
             "model_version": self.model_version,
             "latency_ms": round(self.latency_ms, 1),
@@ -340,82 +432,152 @@ class Predictor:
         self,
         photos: bytes | DecodedImage | list[bytes | DecodedImage],
         face_index: int | None = None,
+        visit: Visit | None = None,
     ) -> Prediction:
+        """Answer one photo, or a burst of frames of the same person (one look; embeddings
+        averaged over the frames with a face good enough to judge). ``visit``: the same
+        visitor's earlier looks, answered together with this one.
+
+        Raises ``CannotJudge`` (``NoFaceFound`` among them) when no frame has a face that
+        can be judged, saying why and how to retake the photo."""
         start = time.perf_counter()
         model, backbones = self._load()
         frames = photos if isinstance(photos, list) else [photos]
         if not frames:
             raise InvalidInput("Expected at least one photo; got none.", code="input.no_photo")
+        if visit is not None and visit.backbone_key != model.info.backbone_key:
+            visit = None  # the champion changed to another embedding space: start afresh
         vectors: list[np.ndarray] = []
         errors: list[str] = []
-        first_faces: list[Face] = []
-        first_index: int | None = None
-        last_error: LookalikeError | None = None
+        first: Analysis | None = None
+        quality: FaceQuality | None = None
+        refusals: list[CannotJudge] = []
         for i, frame in enumerate(frames):
             image = frame if isinstance(frame, DecodedImage) else decode_image(frame, self.settings)
             try:
                 with backbones.use() as backbone:
                     analysis = backbone.analyze(image.rgb, face_index if len(frames) == 1 else None)
-            except NoFaceFound as exc:
+            except CannotJudge as exc:
                 errors.append(f"photo {i}: {exc.message}")
-                last_error = exc
+                # Keep the error, not its traceback: that would hold every decoded frame.
+                refusals.append(exc.with_traceback(None))
                 continue
-            if not vectors:
-                first_faces, first_index = analysis.faces, analysis.face_index
+            frame_quality = None
+            if analysis.crop is not None and analysis.face is not None:
+                frame_quality = measure(analysis.crop, analysis.face)
+                problem = judge(frame_quality, self.settings)
+                if problem is not None:
+                    problem.details["faces"] = [f.to_dict() for f in analysis.faces]
+                    problem.details["face_index"] = analysis.face_index
+                    errors.append(f"photo {i}: {problem.message}")
+                    refusals.append(problem)
+                    continue
+            if first is None:
+                first, quality = analysis, frame_quality
             vectors.append(analysis.vector)
-        if not vectors:
-            assert last_error is not None
-            if len(frames) > 1:
-                raise NoFaceFound(
-                    f"No face was found in any of the {len(frames)} photos. Face the camera"
-                    " in good light and try again.",
-                    details={"faces_found": 0, "photos": len(frames)},
-                )
-            raise last_error
+        if first is None:
+            raise self._refusal(refusals, len(frames))
         query = l2_normalize(np.mean(vectors, axis=0))
-        return self._answer(model, query, first_faces, first_index, len(vectors), errors, start)
+        looks = 1
+        if visit is not None:
+            query = l2_normalize(visit.vector * visit.looks + query)
+            looks += visit.looks
+        return self._answer(model, query, first, quality, len(vectors), looks, errors, start)
+
+    @staticmethod
+    def _refusal(refusals: list[CannotJudge], n_frames: int) -> CannotJudge:
+        """The one error for a request in which no frame could be judged."""
+        if n_frames == 1:
+            return refusals[0]
+        if all(isinstance(r, NoFaceFound) for r in refusals):
+            return NoFaceFound(
+                f"No face was found in any of the {n_frames} photos. Face the camera"
+                " in good light and try again.",
+                details={"faces_found": 0, "photos": n_frames},
+            )
+        # A face was seen but never well enough: say why, from the last frame that had one.
+        seen = [r for r in refusals if not isinstance(r, NoFaceFound)][-1]
+        return CannotJudge(
+            f"None of the {n_frames} photos could be judged. {seen.message}",
+            code=seen.code,
+            details={**seen.details, "photos": n_frames},
+        )
 
     def _answer(
         self,
         model: TrainedModel,
         query: np.ndarray,
-        faces: list[Face],
-        face_index: int | None,
+        analysis: Analysis,
+        quality: FaceQuality | None,
         frames_used: int,
+        looks: int,
         errors: list[str],
         start: float,
     ) -> Prediction:
         info = model.info
+        labels = info.labels
         proba, sims, match = model.classify(query)
         proba, sims, match = proba[0], sims[0], match[0]
         order = np.argsort(-proba)
         best = int(order[0])
         score = float(match[best])
-        weak = score < info.threshold
+        resemblance = model.resemblance
+        res_scores = resemblance.scores(query)[0]
+        strengths = resemblance.strength(res_scores)
+        ranked = [int(c) for c in np.argsort(-res_scores)]
+        if score >= info.threshold:  # someone in the gallery: this is them
+            kind, names = SAME_PERSON, [labels[best]]
+            ranked.remove(best)
+            ranked.insert(0, best)
+        else:  # everyone else: who they resemble; two names when noise would pick one
+            kind = LOOKALIKE
+            tie = len(ranked) > 1 and (
+                res_scores[ranked[0]] - res_scores[ranked[1]] < resemblance.tie_gap(looks)
+            )
+            names = [labels[c] for c in ranked[: 2 if tie else 1]]
         store = DatasetStore(self.settings)
-        near = np.argsort(-sims)[: self.settings.nearest_k]
-        nearest = [
-            Neighbour(
-                label=info.labels[int(model.gallery_labels[i])],
+
+        def neighbour(i: int) -> Neighbour:
+            return Neighbour(
+                label=labels[int(model.gallery_labels[i])],
                 similarity=float(sims[i]),
                 sha256=str(model.gallery_hashes[i]),
                 path=str(store.blob_path(str(model.gallery_hashes[i]), str(model.gallery_exts[i]))),
             )
-            for i in near
+
+        def closest_reference(c: int) -> Neighbour | None:
+            rows = np.flatnonzero(model.gallery_labels == c)
+            return neighbour(int(rows[np.argmax(sims[rows])])) if len(rows) else None
+
+        shown = max(self.settings.lookalikes_shown, len(names))
+        lookalikes = [
+            Lookalike(
+                label=labels[c],
+                score=float(res_scores[c]),
+                strength=float(strengths[c]),
+                reference=closest_reference(c),
+            )
+            for c in ranked[:shown]
         ]
+        best_label = names[0]
         return Prediction(
-            label=None if weak else info.labels[best],
-            best_label=info.labels[best],
-            probability=float(proba[best]),
-            probabilities=[(info.labels[int(c)], float(proba[c])) for c in order],
+            kind=kind,
+            names=names,
+            lookalikes=lookalikes,
+            best_label=best_label,
+            probability=float(proba[labels.index(best_label)]),
+            probabilities=[(labels[int(c)], float(proba[c])) for c in order],
             match_score=score,
             threshold=info.threshold,
-            no_strong_match=weak,
-            nearest=nearest,
-            faces=faces,
-            face_index=face_index,
+            nearest=[neighbour(int(i)) for i in np.argsort(-sims)[: self.settings.nearest_k]],
+            faces=analysis.faces,
+            face_index=analysis.face_index,
             frames_used=frames_used,
+            looks=looks,
             model_version=info.version,
             latency_ms=(time.perf_counter() - start) * 1000,
+            vector=query,
+            backbone_key=info.backbone_key,
+            quality=quality,
             errors=errors,
         )

@@ -460,12 +460,14 @@ def _person_names(people: list[str], names: dict[str, str] | None) -> dict[str, 
 
 
 def build_demo_dataset(
-    dest: Path, holdout: int = 3, names: dict[str, str] | None = None
+    dest: Path, holdout: int = 3, names: dict[str, str] | None = None, strangers: int = 0
 ) -> tuple[Path, Path]:
     """Write the ORL faces as ``dest/gallery/<name>/*.png`` and ``dest/visitors/<name>/*.png``.
 
     Each person's last ``holdout`` photos (in numeric order) go to ``visitors`` (people who will
-    "visit" the service), the others to ``gallery`` (to import and train on). Folders are named
+    "visit" the service), the others to ``gallery`` (to import and train on). The last
+    ``strangers`` people (s31-s40 for 10) are left out of the gallery entirely: only their
+    last ``holdout`` photos go to ``visitors``, as people who are nobody in it. Folders are named
     ``Person 01``..``Person 40`` in s1..s40 order, unless ``names`` maps an ORL id such as
     ``"s1"`` to another name. Files keep their ORL number (``01.png``..``10.png``) and stay
     greyscale. Any previous ``gallery``/``visitors`` under ``dest`` is replaced; other entries of
@@ -480,6 +482,12 @@ def build_demo_dataset(
             f"holdout must leave at least one gallery photo per person, got {holdout}",
             code="input.invalid",
         )
+    if not 0 <= strangers <= len(people) - 2:
+        raise DatasetError(
+            f"strangers must leave at least 2 people in the gallery, got {strangers}",
+            code="input.invalid",
+        )
+    outsiders = set(list(people)[len(people) - strangers :])
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     gallery, visitors = dest / "gallery", dest / "visitors"
@@ -487,7 +495,10 @@ def build_demo_dataset(
         tmp = Path(tmp_name)
         for pid, photos in people.items():
             cut = len(photos) - holdout
-            for part, chosen in (("gallery", photos[:cut]), ("visitors", photos[cut:])):
+            parts = [("visitors", photos[cut:])]
+            if pid not in outsiders:
+                parts.insert(0, ("gallery", photos[:cut]))
+            for part, chosen in parts:
                 folder = tmp / part / folder_names[pid]
                 folder.mkdir(parents=True)
                 for photo in chosen:

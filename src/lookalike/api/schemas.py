@@ -37,6 +37,11 @@ class PredictionFromUpload(_In):
     face_index: int | None = Field(None, ge=0, le=1000)
     consent: bool = False
     client: Client = "api"
+    visit: str | None = Field(
+        None,
+        max_length=4096,
+        description="The 'visit' token of this visitor's previous answer: answered together.",
+    )
 
 
 class LabelProbability(BaseModel):
@@ -51,18 +56,51 @@ class NeighbourPublic(BaseModel):
 
 
 class FacePublic(BaseModel):
+    number: int = Field(description="1, 2, ...: largest first; face_index is number - 1")
     box: list[float] = Field(description="x, y, width, height in pixels of the photo")
     landmarks: list[list[float]]
     score: float
+    thumbnail: str | None = Field(None, description="data: URL (JPEG) of this face")
+
+
+class LookalikePublic(BaseModel):
+    label: str
+    score: float = Field(description="Cosine of the face and the class's centre (centred)")
+    strength: float = Field(
+        description="0-1: the share of strangers (the gallery's people, each left out in"
+        " turn) who resemble anyone here less than this visitor resembles this class"
+    )
+    strength_words: Literal["very strong", "strong", "moderate", "slight"]
+    reference_url: str | None = Field(description="The class's photo closest to this face")
+    reference_similarity: float | None
+
+
+class AnswerPublic(BaseModel):
+    kind: Literal["same_person", "lookalike"] = Field(
+        description="same_person: 'this is X' (a person in the gallery); lookalike: who the"
+        " visitor resembles. The third kind, 'cannot judge', is a 422 face.* error."
+    )
+    names: list[str] = Field(description="Who the answer names: one, or two in a tie")
+    tie: bool = Field(description="The top two are closer than the noise between photos")
+    message: str
+    lookalikes: list[LookalikePublic] = Field(description="Strongest first")
+    looks: int = Field(description="Photos or bursts answered together (a visit)")
+
+
+class FaceQualityPublic(BaseModel):
+    face_px: float
+    brightness: float
+    sharpness: float
 
 
 class PredictionPublic(BaseModel):
-    """The answer to a photo (or a webcam burst)."""
+    """The answer to a photo (or a webcam burst, or a visit of several)."""
 
     id: str
     created_at: datetime
-    label: str | None = Field(description="Best class, or null when there is no strong match")
-    best_label: str = Field(description="Top of the ranking, even when the match is weak")
+    answer: AnswerPublic
+    label: str | None = Field(description="Same person: who; null for a lookalike answer")
+    best_label: str = Field(description="The answer's first name")
     probability: float
     no_strong_match: bool
     match_score: float
@@ -73,11 +111,16 @@ class PredictionPublic(BaseModel):
     faces: list[FacePublic]
     face_index: int | None
     face_box: list[float] | None
+    quality: FaceQualityPublic | None
     frames_used: int
     skipped_frames: list[str]
     model_version: str
     latency_ms: float
     face_crop: str | None = Field(description="data: URL (JPEG) of the face region")
+    visit: str = Field(
+        description="Send back as 'visit' with the next photo to answer both together;"
+        " drop it to start over (signed; expires after LOOKALIKE_VISIT_MINUTES)"
+    )
     class_image_url: str | None
     consent: bool
     deletion_token: str | None = Field(

@@ -189,6 +189,7 @@ def train(
                 for name, recs in (("train", rec_tr), ("val", by_subset["val"]), ("test", rec_te))
             },
             visitor_sources=sorted(r.source for r in rec_tr if is_visitor(r.source)),
+            resemblance={"tie_z": settings.tie_z},  # fitted on the gallery when saved
         ),
         head=fitted[chosen],
         # Reference photos: the operator's only. Visitors' photos train the head but are

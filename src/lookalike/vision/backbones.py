@@ -46,6 +46,7 @@ class Analysis:
     vector: np.ndarray  # float32, L2-normalised, shape (dim,)
     faces: list[Face] = field(default_factory=list)
     face_index: int | None = None  # index into ``faces`` of the face embedded (None: whole image)
+    crop: np.ndarray | None = None  # the aligned face the embedding was computed from
 
     @property
     def face(self) -> Face | None:
@@ -110,8 +111,20 @@ class Backbone:
                 code="face.index_out_of_range",
                 details={"faces_found": len(faces), "face_index": face_index},
             )
-        vector = self.embed_faces(rgb, [faces[index]])[0]
-        return Analysis(vector=vector, faces=faces, face_index=index)
+        crop = self.crop(rgb, faces[index])
+        if crop is None:
+            vector = self.embed_faces(rgb, [faces[index]])[0]
+        else:
+            vector = self.embed_crops([crop])[0]
+        return Analysis(vector=vector, faces=faces, face_index=index, crop=crop)
+
+    def crop(self, rgb: np.ndarray, face: Face) -> np.ndarray | None:
+        """The aligned face crop a face backbone embeds (None: it has no such crop)."""
+        return None
+
+    def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Embeddings of aligned face crops (face backbones that have them)."""
+        raise NotImplementedError
 
     def embed_batch(self, images: list[np.ndarray]) -> np.ndarray:
         """Whole-image embeddings (non-face backbones), shape (n, dim), L2-normalised."""

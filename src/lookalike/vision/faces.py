@@ -502,6 +502,9 @@ class FaceBackbone(Backbone):
             borderMode=cv2.BORDER_REPLICATE,
         )
 
+    def crop(self, rgb: np.ndarray, face: Face) -> np.ndarray:
+        return self.align(rgb, face)
+
     def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """Embeddings of aligned 112x112 RGB crops (with the mirror image averaged in)."""
         if not crops:

@@ -49,11 +49,12 @@ from lookalike.data.visitors import PREFIX as VISITOR_PREFIX
 from lookalike.data.visitors import forget_visitor_photo
 from lookalike.db import Prediction as PredictionRow
 from lookalike.db import Upload, utcnow
-from lookalike.errors import LookalikeError, NoFaceFound, NotFound
+from lookalike.errors import CannotJudge, LookalikeError, NotFound
 from lookalike.inference import Prediction, Predictor
 from lookalike.registry import Registry
 from lookalike.storage import ObjectStore
 from lookalike.vision.images import DecodedImage, decode_image
+from lookalike.visits import decode_visit, encode_visit
 
 log = logging.getLogger("lookalike.api")
 
@@ -76,6 +77,8 @@ _EXT_TYPE = {
 _SKIPPED = re.compile(r"photo (\d+):")
 _ID = re.compile(r"[0-9a-f]{32}")
 FACE_CROP_SIDE = 160
+FACE_THUMB_SIDE = 96
+MAX_FACE_THUMBS = 12
 MAX_TOKEN_LENGTH = 200
 
 
@@ -84,6 +87,7 @@ class Options:
     face_index: int | None = None
     consent: bool = False
     client: str = "api"
+    visit: str | None = None
 
 
 @dataclass
@@ -109,6 +113,11 @@ _OPENAPI_BODY: dict[str, Any] = {
                         "face_index": {"type": "integer", "minimum": 0},
                         "consent": {"type": "boolean", "default": False},
                         "client": {"type": "string", "enum": list(CLIENTS), "default": "api"},
+                        "visit": {
+                            "type": "string",
+                            "description": "The 'visit' token of this visitor's previous"
+                            " answer: this photo is answered together with the earlier ones.",
+                        },
                     },
                 }
             },
@@ -182,6 +191,7 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[list[Ph
             face_index=_form_int(form.get("face_index"), "face_index"),
             consent=_form_bool(form.get("consent"), "consent"),
             client=_form_client(form.get("client")),
+            visit=_text(form.get("visit"), "visit") or None,
         )
     finally:
         await form.close()
@@ -297,7 +307,9 @@ def _first_face_frame(prediction: Prediction, n_frames: int) -> int:
     return next((i for i in range(n_frames) if i not in skipped), 0)
 
 
-def face_crop_data_url(image: DecodedImage, box: tuple[float, ...] | None) -> str | None:
+def face_crop_data_url(
+    image: DecodedImage, box: tuple[float, ...] | None, side: int = FACE_CROP_SIDE
+) -> str | None:
     """A small JPEG data URL of the face box (clipped to the image), for display."""
     if box is None:
         return None
@@ -307,7 +319,7 @@ def face_crop_data_url(image: DecodedImage, box: tuple[float, ...] | None) -> st
     if x1 - x0 < 1 or y1 - y0 < 1:
         return None
     crop = Image.fromarray(image.rgb[y0:y1, x0:x1])
-    crop.thumbnail((FACE_CROP_SIDE, FACE_CROP_SIDE), Image.Resampling.LANCZOS)
+    crop.thumbnail((side, side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     crop.save(buf, "JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -358,8 +370,9 @@ def prediction_row(
 
 
 def _record_no_face(app_state: Any, options: Options, latency_ms: float) -> None:
-    """Log a request in which no face was found (outcome ``no_face``: nothing of the photo,
-    no answer) for the dashboard; the visitor still gets the 422 ``face.not_found``."""
+    """Log a request that could not be judged (no face, or one too poor; outcome
+    ``no_face``: nothing of the photo, no answer) for the dashboard; the visitor still gets
+    the 422 saying why."""
     try:
         version = app_state.predictor.load().info.version
         with app_state.sessions() as session, session.begin():
@@ -393,12 +406,18 @@ def _predict_and_record(app_state: Any, photos: list[Photo], options: Options) -
 
     started = analysed = time.perf_counter()
     try:
+        model = predictor.load()
+        visit = None
+        if options.visit:
+            visit = decode_visit(
+                options.visit, settings, model.info.backbone_key, model.gallery.shape[1]
+            )
         images = [decode_image(p.data, settings, name=p.name) for p in photos]
         analysed = time.perf_counter()
-        prediction = predictor.predict(list(images), face_index=options.face_index)
+        prediction = predictor.predict(list(images), face_index=options.face_index, visit=visit)
     except LookalikeError as exc:
         metrics.refusals.labels(exc.code).inc()
-        if isinstance(exc, NoFaceFound):
+        if isinstance(exc, CannotJudge):
             _record_no_face(app_state, options, (time.perf_counter() - analysed) * 1000)
         raise
     metrics.prediction_seconds.observe(time.perf_counter() - started)
@@ -447,11 +466,18 @@ def _predict_and_record(app_state: Any, photos: list[Photo], options: Options) -
         {"label": n["label"], "similarity": n["similarity"], "url": image_url(n["sha256"])}
         for n in answer.pop("nearest")
     ]
+    for lookalike in answer["answer"]["lookalikes"]:
+        ref = lookalike.pop("reference")
+        lookalike["reference_url"] = image_url(ref["sha256"]) if ref else None
+        lookalike["reference_similarity"] = ref["similarity"] if ref else None
+    for face in answer["faces"][:MAX_FACE_THUMBS]:
+        face["thumbnail"] = face_crop_data_url(images[first], tuple(face["box"]), FACE_THUMB_SIDE)
     return {
         **answer,
         "id": row.id,
         "created_at": row.created_at,
         "nearest": nearest,
+        "visit": encode_visit(prediction.visit(), settings),
         "face_crop": crop,
         "class_image_url": class_image,
         "consent": row.consent,
@@ -486,7 +512,7 @@ async def create_prediction(request: Request) -> dict[str, Any]:
             _take_upload, app_state.sessions, app_state.store, payload.upload_key
         )
         photos = [Photo(data, "the uploaded photo")]
-        options = Options(payload.face_index, payload.consent, payload.client)
+        options = Options(payload.face_index, payload.consent, payload.client, payload.visit)
     else:
         raise ApiError(
             f"Expected multipart/form-data (photo files) or application/json (an upload_key);"
