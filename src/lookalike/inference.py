@@ -94,7 +94,7 @@ class Lookalike:
 class Visit:
     """Earlier looks of the same visitor (photos or bursts), answered together with the next."""
 
-    vector: np.ndarray  # their averaged embedding, L2-normalised
+    vector: np.ndarray  # the mean of their looks' (unit) embeddings: not normalised
     looks: int
     backbone_key: str
 
@@ -120,7 +120,8 @@ class Prediction:
     looks: int  # photos or bursts averaged (a visit's earlier ones included)
     model_version: str
     latency_ms: float
-    vector: np.ndarray  # the query embedding (for a visit; never logged or stored)
+    vector: np.ndarray  # the query embedding, L2-normalised (never logged or stored)
+    visit_mean: np.ndarray  # the mean of the looks' embeddings (to carry the visit on)
     backbone_key: str  # the embedding space of ``vector``
     quality: FaceQuality | None = None
     errors: list[str] = field(default_factory=list)  # frames that were skipped, and why
@@ -145,7 +146,7 @@ class Prediction:
 
     def visit(self) -> Visit:
         """This answer's looks, to be answered together with the visitor's next photo."""
-        return Visit(self.vector, self.looks, self.backbone_key)
+        return Visit(self.visit_mean, self.looks, self.backbone_key)
 
     @property
     def message(self) -> str:
@@ -477,12 +478,16 @@ class Predictor:
             vectors.append(analysis.vector)
         if first is None:
             raise self._refusal(refusals, len(frames))
-        query = l2_normalize(np.mean(vectors, axis=0))
-        looks = 1
-        if visit is not None:
-            query = l2_normalize(visit.vector * visit.looks + query)
-            looks += visit.looks
-        return self._answer(model, query, first, quality, len(vectors), looks, errors, start)
+        look = l2_normalize(np.mean(vectors, axis=0))  # a burst's frames: one look
+        looks, mean = 1, look
+        if visit is not None:  # every look of the visit weighs the same
+            looks = visit.looks + 1
+            mean = (visit.vector * visit.looks + look) / looks
+        answer = self._answer(
+            model, l2_normalize(mean), first, quality, len(vectors), looks, errors, start
+        )
+        answer.visit_mean = mean
+        return answer
 
     @staticmethod
     def _refusal(refusals: list[CannotJudge], n_frames: int) -> CannotJudge:
@@ -577,6 +582,7 @@ class Predictor:
             model_version=info.version,
             latency_ms=(time.perf_counter() - start) * 1000,
             vector=query,
+            visit_mean=query,
             backbone_key=info.backbone_key,
             quality=quality,
             errors=errors,

@@ -1,7 +1,7 @@
 """Visit tokens: a visitor's earlier photos answered together with the next, kept nowhere.
 
-The server keeps nothing of a visit. Each answer carries a signed token holding the visit's
-averaged face embedding (float16), how many looks it averages, the backbone it was computed
+The server keeps nothing of a visit. Each answer carries a signed token holding the mean of
+the visit's face embeddings (float16), how many looks it averages, the backbone it was computed
 with and when; the page sends it back with the next photo, and forgets it when the visitor
 starts over or leaves. HMAC-SHA256 under a key derived from ``secret_key`` makes it
 tamper-proof (a forged embedding could otherwise steer someone else's answer); it expires
@@ -22,7 +22,6 @@ import numpy as np
 from lookalike.config import Settings
 from lookalike.errors import InvalidInput
 from lookalike.inference import Visit
-from lookalike.vision.backbones import l2_normalize
 
 _PREFIX = "v1"
 _HEADER = struct.Struct(">IH8s")  # issued (unix s), looks, backbone key digest
@@ -84,6 +83,7 @@ def decode_visit(
     if digest != _backbone_digest(backbone_key):
         return None
     vector = np.frombuffer(body, dtype="<f2", offset=_HEADER.size).astype(np.float32)
-    if looks < 1 or not np.isfinite(vector).all():
+    # A mean of unit vectors: finite, no longer than 1 (float16 rounding aside).
+    if looks < 1 or not np.isfinite(vector).all() or np.linalg.norm(vector) > 1.01:
         raise invalid("damaged")
-    return Visit(vector=l2_normalize(vector), looks=int(looks), backbone_key=backbone_key)
+    return Visit(vector=vector, looks=int(looks), backbone_key=backbone_key)
