@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import threading
@@ -176,3 +177,60 @@ def running_server(app: Any, startup_timeout: float = 60.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+# --- the public page: requests and waits shared by the browser test modules -------------------
+
+
+def is_prediction_post(response: Any) -> bool:
+    return response.request.method == "POST" and response.url.endswith("/api/predictions")
+
+
+def form_fields(body: bytes) -> dict[str, list[bytes]]:
+    """``{name: [values]}`` of a multipart body (file parts: their bytes)."""
+    boundary = body.split(b"\r\n", 1)[0]
+    fields: dict[str, list[bytes]] = {}
+    for part in body.split(boundary)[1:-1]:
+        head, _, value = part.strip(b"\r\n").partition(b"\r\n\r\n")
+        match = re.search(rb'name="([^"]+)"', head)
+        if match:
+            fields.setdefault(match.group(1).decode(), []).append(value)
+    return fields
+
+
+class PostBodies:
+    """Records the bodies of ``POST /api/predictions`` requests (routed, so Chromium hands
+    over blob-backed multipart bodies, which ``response.request.post_data_buffer`` lacks)."""
+
+    def __init__(self, page: Any) -> None:
+        self.bodies: list[bytes] = []
+        page.route("**/api/predictions", self._record)
+
+    def _record(self, route: Any, request: Any) -> None:
+        if request.method == "POST":
+            self.bodies.append(request.post_data_buffer or b"")
+        route.continue_()
+
+    def last(self) -> dict[str, list[bytes]]:
+        assert self.bodies, "no POST /api/predictions was sent"
+        return form_fields(self.bodies[-1])
+
+
+def upload(page: Any, name: str, data: bytes, mime: str = "image/png") -> Any:
+    """Choose a file in ``#file-input``; returns the ``POST /api/predictions`` response."""
+    with page.expect_response(is_prediction_post) as info:
+        page.set_input_files(
+            "#file-input", files=[{"name": name, "mimeType": mime, "buffer": data}]
+        )
+    return info.value
+
+
+def wait_images_loaded(page: Any, selector: str) -> None:
+    """Wait until every ``selector`` image (at least one) has loaded with real pixels."""
+    page.wait_for_function(
+        """sel => {
+            const imgs = [...document.querySelectorAll(sel)];
+            return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);
+        }""",
+        arg=selector,
+    )

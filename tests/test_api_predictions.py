@@ -131,6 +131,11 @@ def test_two_faces_then_pick_the_second(client: TestClient, two_faces_png: Path)
     assert two["face_index"] == 1 and two["face_box"] == two["faces"][1]["box"]
     assert {one["label"], two["label"]} == {"s1", "s2"}  # s1 left, s2 right
     assert one["face_crop"] != two["face_crop"]
+    # Every face is numbered (largest first) and has its own thumbnail for the picker.
+    assert [f["number"] for f in two["faces"]] == [1, 2]
+    thumbs = [f["thumbnail"] for f in two["faces"]]
+    assert all(t.startswith("data:image/jpeg;base64,") for t in thumbs) and thumbs[0] != thumbs[1]
+    assert Image.open(io.BytesIO(base64.b64decode(thumbs[1].split(",", 1)[1]))).size[0] <= 96
     out_of_range = client.post(
         "/api/predictions", files=[photo(two_faces_png)], data={"face_index": "2"}
     )
@@ -161,7 +166,8 @@ def test_refusals_keep_nothing(
         assert details["first_bytes"] == b"just som".hex()
         coffee = [("photo", ("coffee.jpg", encode(nonfaces["coffee"]), "image/png"))]
         assert assert_error(post("/api/predictions", files=coffee), 422, "face.not_found") == {
-            "faces_found": 0
+            "faces_found": 0,
+            "answer": "cannot_judge",
         }
         assert_error(
             post("/api/predictions", files=[photo(face)] * 4), 413, "request.too_many_photos"
@@ -354,3 +360,46 @@ def test_predictions_run_off_the_event_loop(client: TestClient, orl: Orl) -> Non
         labels = [f.result().json()["label"] for f in answers]
     assert labels == people
     assert sorted(str(r.label) for r in rows(client)) == people
+
+
+def test_a_visit_answers_the_next_photo_with_the_earlier_ones(client: TestClient, orl: Orl) -> None:
+    first = client.post("/api/predictions", files=[photo(orl["s30"][0])])
+    assert first.status_code == 201, first.text
+    one = first.json()
+    assert one["answer"]["kind"] == "lookalike" and one["answer"]["looks"] == 1
+    assert one["label"] is None and one["best_label"] == one["answer"]["names"][0]
+    for x in one["answer"]["lookalikes"]:
+        assert x["reference_url"].startswith("/api/images/") and 0 <= x["strength"] <= 1
+        assert client.get(x["reference_url"]).status_code == 200
+    second = client.post(
+        "/api/predictions", files=[photo(orl["s30"][1])], data={"visit": one["visit"]}
+    )
+    assert second.status_code == 201, second.text
+    two = second.json()
+    assert two["answer"]["looks"] == 2 and two["visit"] != one["visit"]
+    # A webcam burst is one look, whatever its frames.
+    burst = client.post(
+        "/api/predictions",
+        files=[photo(orl["s30"][2]), photo(orl["s30"][3])],
+        data={"visit": two["visit"]},
+    )
+    assert burst.json()["answer"]["looks"] == 3 and burst.json()["frames_used"] == 2
+    # An altered or foreign token is refused before anything is analysed or logged.
+    before = len(rows(client))
+    for bad in (one["visit"][:-3] + "abc", "v1.x.y", "nonsense"):
+        r = client.post("/api/predictions", files=[photo(orl["s30"][4])], data={"visit": bad})
+        details = assert_error(r, 400, "visit.invalid")
+        assert details == {"field": "visit"}
+    assert len(rows(client)) == before
+
+
+def test_a_face_too_poor_to_judge_is_refused_and_logged(settings: Settings, orl: Orl) -> None:
+    strict = settings.model_copy(update={"judge_min_face_px": 400})
+    with client_for(strict) as client:
+        r = client.post("/api/predictions", files=[photo(orl["s3"][9])])
+        details = assert_error(r, 422, "face.too_small")
+        assert details["answer"] == "cannot_judge"
+        assert details["quality"]["face_px"] < 400 and len(details["faces"]) == 1
+        assert "Come closer" in r.json()["error"]["message"]
+        logged = rows(client)
+        assert [row.outcome for row in logged] == ["no_face"] and logged[0].label is None

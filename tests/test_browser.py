@@ -17,13 +17,18 @@ import pytest
 from browser_support import (
     HELD_OUT,
     PEOPLE,
+    PostBodies,
     build_home,
     checked_page,
     chromium_args,
+    form_fields,
     get_json,
+    is_prediction_post,
     launched_chromium,
     png_bytes,
     running_server,
+    upload,
+    wait_images_loaded,
 )
 
 from lookalike.config import Settings
@@ -93,37 +98,6 @@ def phone_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def is_prediction_post(response: Any) -> bool:
-    return response.request.method == "POST" and response.url.endswith("/api/predictions")
-
-
-class PostBodies:
-    """Records the bodies of ``POST /api/predictions`` requests (routed, so Chromium hands
-    over blob-backed multipart bodies, which ``response.request.post_data_buffer`` lacks)."""
-
-    def __init__(self, page: Any) -> None:
-        self.bodies: list[bytes] = []
-        page.route("**/api/predictions", self._record)
-
-    def _record(self, route: Any, request: Any) -> None:
-        if request.method == "POST":
-            self.bodies.append(request.post_data_buffer or b"")
-        route.continue_()
-
-    def last(self) -> dict[str, list[bytes]]:
-        assert self.bodies, "no POST /api/predictions was sent"
-        return form_fields(self.bodies[-1])
-
-
-def upload(page: Any, name: str, data: bytes, mime: str = "image/png") -> Any:
-    """Choose a file in ``#file-input``; returns the ``POST /api/predictions`` response."""
-    with page.expect_response(is_prediction_post) as info:
-        page.set_input_files(
-            "#file-input", files=[{"name": name, "mimeType": mime, "buffer": data}]
-        )
-    return info.value
-
-
 def drop(page: Any, name: str, data: bytes, mime: str = "image/png") -> Any:
     """Drop a file on ``#drop-zone``; returns the ``POST /api/predictions`` response."""
     transfer = page.evaluate_handle(
@@ -143,18 +117,6 @@ def drop(page: Any, name: str, data: bytes, mime: str = "image/png") -> Any:
     return info.value
 
 
-def form_fields(body: bytes) -> dict[str, list[bytes]]:
-    """``{name: [values]}`` of a multipart body (file parts: their bytes)."""
-    boundary = body.split(b"\r\n", 1)[0]
-    fields: dict[str, list[bytes]] = {}
-    for part in body.split(boundary)[1:-1]:
-        head, _, value = part.strip(b"\r\n").partition(b"\r\n\r\n")
-        match = re.search(rb'name="([^"]+)"', head)
-        if match:
-            fields.setdefault(match.group(1).decode(), []).append(value)
-    return fields
-
-
 def held_out(orl: Orl, person: str) -> bytes:
     return png_bytes(orl[person][HELD_OUT])
 
@@ -171,16 +133,6 @@ def db_prediction(settings: Settings, prediction_id: str) -> Any:
             return row
     finally:
         engine.dispose()
-
-
-def wait_images_loaded(page: Any, selector: str) -> None:
-    page.wait_for_function(
-        """sel => {
-            const imgs = [...document.querySelectorAll(sel)];
-            return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);
-        }""",
-        arg=selector,
-    )
 
 
 # --- tests ------------------------------------------------------------------------------------

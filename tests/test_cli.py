@@ -124,11 +124,13 @@ def test_predict_text_and_json(home: tuple[Path, dict[str, Result]], orl: Orl) -
     photo = gallery_photo(path, orl["s2"])  # it is its own nearest neighbour
     text = invoke("predict", photo, "--home", path).output
     assert str(photo) in text
-    assert "nearest: s2 1.00" in text
+    assert f"{photo}: This is s2." in text  # the answer in one sentence, as on the page
+    assert "s2  (very strong resemblance)" in text
 
     answer = json.loads(invoke("predict", photo, "--json", "--home", path).stdout)
-    for key in ("label", "probabilities", "nearest", "face_box", "faces_found", "no_strong_match"):
+    for key in ("answer", "label", "probabilities", "nearest", "face_box", "faces_found"):
         assert key in answer
+    assert answer["answer"]["kind"] == "same_person" and answer["answer"]["names"] == ["s2"]
     assert answer["photo"] == str(photo)
     assert answer["best_label"] == "s2"
     assert answer["nearest"][0]["similarity"] == pytest.approx(1.0, abs=1e-3)
@@ -139,6 +141,13 @@ def test_predict_text_and_json(home: tuple[Path, dict[str, Result]], orl: Orl) -
 
     several = json.loads(invoke("predict", photo, orl["s3"][0], "--json", "--home", path).stdout)
     assert [a["photo"] for a in several] == [str(photo), str(orl["s3"][0])]
+    assert [a["answer"]["looks"] for a in several] == [1, 1]
+    # --together: one visitor's photos, each answered with the ones before it.
+    args = ("predict", photo, orl["s3"][0], orl["s3"][1], "--json", "--together", "--home", path)
+    visit = json.loads(invoke(*args).stdout)
+    assert [a["answer"]["looks"] for a in visit] == [1, 2, 3]
+    text = invoke("predict", photo, orl["s3"][0], "--together", "--home", path).output
+    assert "(from 2 photos)" in text
 
 
 def test_evaluate(home: tuple[Path, dict[str, Result]], tmp_path: Path) -> None:

@@ -216,7 +216,7 @@ def test_photos_without_faces(
         backbone.analyze(nonfaces[name])
     assert info.value.code == "face.not_found"
     assert info.value.status == 422
-    assert info.value.details == {"faces_found": 0}
+    assert info.value.details == {"faces_found": 0, "answer": "cannot_judge"}
 
 
 @pytest.mark.parametrize("index", [1, 5, -1])
