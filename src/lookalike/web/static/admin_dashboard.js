@@ -9,7 +9,7 @@
   "use strict";
 
   var API = "/api/analytics/";
-  var NONE = "__none__"; // the label filter value for "no strong match"
+  var NONE = "__none__"; // the label filter value for lookalike answers (visitors not in the gallery)
   var PALETTE = [
     "#3557d6", "#1f9d6a", "#e07b00", "#9c3ccf", "#d1345b", "#0f8ea8", "#8a6d00", "#5d6bff",
     "#2c7a3f", "#c2410c", "#7c3aed", "#be185d", "#0e7490", "#4d7c0f", "#b45309", "#1d4ed8",
@@ -62,7 +62,7 @@
   }
 
   function labelName(label) {
-    return label === null || label === undefined || label === NONE ? "No strong match" : label;
+    return label === null || label === undefined || label === NONE ? "Lookalike answers" : label;
   }
 
   function colour(label) {

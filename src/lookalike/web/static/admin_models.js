@@ -34,7 +34,7 @@
     classes_removed: "Removed classes",
     new_class_mean_recall: "New classes' mean recall",
     new_class_floor: "New-class recall floor",
-    no_strong_match_rate: "No strong match rate",
+    no_strong_match_rate: "Test photos below the identity threshold",
     fit_seconds: "Fit time (s)",
     champion_error: "Champion error",
     withdrawn_visitor_photos: "Deleted visitor photos the champion trained on",
