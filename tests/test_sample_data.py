@@ -166,6 +166,16 @@ def test_build_demo_dataset_splits_7_and_3(tmp_path: Path) -> None:
     ]
 
 
+def test_build_demo_dataset_keeps_strangers_out_of_the_gallery(tmp_path: Path) -> None:
+    gallery, visitors = sample_data.build_demo_dataset(tmp_path / "demo", strangers=10)
+    g, v = _tree(gallery), _tree(visitors)
+    assert list(g) == [f"Person {i:02d}" for i in range(1, 31)]  # s31-s40 are strangers
+    assert list(v) == [f"Person {i:02d}" for i in range(1, 41)]
+    assert v["Person 40"] == ["08.png", "09.png", "10.png"]
+    with pytest.raises(DatasetError, match="strangers"):
+        sample_data.build_demo_dataset(tmp_path / "demo", strangers=39)
+
+
 def test_build_demo_dataset_rejects_bad_names(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="s99"):
         sample_data.build_demo_dataset(tmp_path, names={"s99": "Nobody"})
