@@ -28,8 +28,9 @@ DEMO_STRANGERS = 10  # s31-s40: nobody in the gallery
 DEMO_HOLDOUT = 3  # photos of each visitor
 
 
-def run_demo(settings: Settings, dest: Path, console: Console) -> float:
-    """Returns the share of gallery people's held-out photos answered "this is <them>"."""
+def run_demo(settings: Settings, dest: Path, console: Console) -> dict[str, Counter[str]]:
+    """Returns the table it prints: per group of visitors ("in the gallery", "strangers"),
+    how many people, photos and answers of each kind."""
     console.print(f"Building the demo from the ORL faces ({ORL_CREDIT}) in {dest} ...")
     gallery, visitors = build_demo_dataset(dest, holdout=DEMO_HOLDOUT, strangers=DEMO_STRANGERS)
     report = import_images(gallery, settings)
@@ -88,5 +89,4 @@ def run_demo(settings: Settings, dest: Path, console: Console) -> float:
     )
     console.print("Rename people with: lookalike classes rename 'Person 01' 'Alice' (then train).")
     console.print(ensure_name_generator(settings))  # so /names works out of the box
-    known_rows = rows["in the gallery"]
-    return known_rows["this is X"] / max(known_rows["photos"], 1)
+    return rows
