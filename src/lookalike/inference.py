@@ -125,6 +125,8 @@ class Prediction:
     backbone_key: str  # the embedding space of ``vector``
     quality: FaceQuality | None = None
     errors: list[str] = field(default_factory=list)  # frames that were skipped, and why
+    frame_index: int = 0  # the frame ``faces`` and ``image`` come from (the first one used)
+    image: DecodedImage | None = field(default=None, repr=False)  # that frame, decoded
 
     @property
     def label(self) -> str | None:
@@ -434,11 +436,15 @@ class Predictor:
         photos: bytes | DecodedImage | list[bytes | DecodedImage],
         face_index: int | None = None,
         visit: Visit | None = None,
+        names: list[str] | None = None,
     ) -> Prediction:
         """Answer one photo, or a burst of frames of the same person (one look; embeddings
         averaged over the frames with a face good enough to judge). ``visit``: the same
-        visitor's earlier looks, answered together with this one.
+        visitor's earlier looks, answered together with this one. ``names``: what to call
+        each photo in error messages.
 
+        Frames are decoded one at a time and dropped once analysed (only the first one used
+        is kept, in ``Prediction.image``), so a burst of large photos holds one at a time.
         Raises ``CannotJudge`` (``NoFaceFound`` among them) when no frame has a face that
         can be judged, saying why and how to retake the photo."""
         start = time.perf_counter()
@@ -449,44 +455,55 @@ class Predictor:
         if visit is not None and visit.backbone_key != model.info.backbone_key:
             visit = None  # the champion changed to another embedding space: start afresh
         vectors: list[np.ndarray] = []
-        errors: list[str] = []
-        first: Analysis | None = None
-        quality: FaceQuality | None = None
+        skipped: list[str] = []
+        used: tuple[int, DecodedImage, Analysis, FaceQuality | None] | None = None
         refusals: list[CannotJudge] = []
         for i, frame in enumerate(frames):
-            image = frame if isinstance(frame, DecodedImage) else decode_image(frame, self.settings)
+            problem = None
+            image = (
+                frame
+                if isinstance(frame, DecodedImage)
+                else decode_image(frame, self.settings, name=names[i] if names else "image")
+            )
             try:
                 with backbones.use() as backbone:
                     analysis = backbone.analyze(image.rgb, face_index if len(frames) == 1 else None)
             except CannotJudge as exc:
-                errors.append(f"photo {i}: {exc.message}")
-                # Keep the error, not its traceback: that would hold every decoded frame.
-                refusals.append(exc.with_traceback(None))
-                continue
-            frame_quality = None
-            if analysis.crop is not None and analysis.face is not None:
-                frame_quality = measure(analysis.crop, analysis.face)
-                problem = judge(frame_quality, self.settings)
-                if problem is not None:
-                    problem.details["faces"] = [f.to_dict() for f in analysis.faces]
-                    problem.details["face_index"] = analysis.face_index
-                    errors.append(f"photo {i}: {problem.message}")
-                    refusals.append(problem)
-                    continue
-            if first is None:
-                first, quality = analysis, frame_quality
-            vectors.append(analysis.vector)
-        if first is None:
-            raise self._refusal(refusals, len(frames))
+                # Keep the error, not its traceback: that would hold the decoded frames.
+                problem = exc.with_traceback(None)
+            else:
+                quality = None
+                if analysis.crop is not None and analysis.face is not None:
+                    quality = measure(analysis.crop, analysis.face)
+                    problem = judge(quality, self.settings)
+                    if problem is not None:
+                        problem.details["faces"] = [f.to_dict() for f in analysis.faces]
+                        problem.details["face_index"] = analysis.face_index
+                if problem is None:
+                    used = used or (i, image, analysis, quality)
+                    vectors.append(analysis.vector)
+            if problem is not None:
+                skipped.append(f"photo {i}: {problem.message}")
+                refusals.append(problem)
+            del image  # a large frame is freed before the next one is decoded
+        if used is None:
+            error = self._refusal(refusals, len(frames))
+            refusals.clear()
+            try:
+                raise error
+            finally:
+                del error  # no cycle through this frame: freed now, not by a later GC
         look = l2_normalize(np.mean(vectors, axis=0))  # a burst's frames: one look
         looks, mean = 1, look
         if visit is not None:  # every look of the visit weighs the same
             looks = visit.looks + 1
             mean = (visit.vector * visit.looks + look) / looks
+        index, image, analysis, quality = used
         answer = self._answer(
-            model, l2_normalize(mean), first, quality, len(vectors), looks, errors, start
+            model, l2_normalize(mean), analysis, quality, len(vectors), looks, skipped, start
         )
         answer.visit_mean = mean
+        answer.frame_index, answer.image = index, image
         return answer
 
     @staticmethod

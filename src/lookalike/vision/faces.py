@@ -347,6 +347,24 @@ def _prelu_to_nchwc_ops(
     return out_nodes, extra
 
 
+def _resized(rgb: np.ndarray, scale: float, size: tuple[int, int] | None = None) -> np.ndarray:
+    import cv2
+
+    h, w = rgb.shape[:2]
+    size = size or (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _scaled(face: Face, factor: float) -> Face:
+    """A face found on a resized copy, in pixels of the original."""
+    x, y, w, h = face.box
+    return Face(
+        box=(x * factor, y * factor, w * factor, h * factor),
+        landmarks=tuple((px * factor, py * factor) for px, py in face.landmarks),
+        score=face.score,
+    )
+
+
 class FaceBackbone(Backbone):
     id = "face"
     version = "yunet2023mar-sface2021dec-1"
@@ -438,17 +456,20 @@ class FaceBackbone(Backbone):
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     # -- detection --------------------------------------------------------------------------
-    def _detect_at(self, rgb: np.ndarray, side: int) -> list[Face]:
+    def _detect_at(self, rgb: np.ndarray, side: int, blur: float = 0.0) -> list[Face]:
+        """Faces found with ``rgb`` resized so its longer side is ``side``; ``blur``: a
+        Gaussian sigma (in pixels of ``rgb``) applied first, at whichever of the two scales
+        is smaller, so a 36 MP photo is never blurred at full size."""
         import cv2
 
         h, w = rgb.shape[:2]
         scale = side / max(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        if size == (w, h):
-            small = rgb
-        else:
-            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-            small = cv2.resize(rgb, size, interpolation=interp)
+        if blur and scale >= 1:
+            rgb = cv2.GaussianBlur(rgb, (0, 0), blur)
+        small = rgb if size == (w, h) else _resized(rgb, scale, size)
+        if blur and scale < 1:
+            small = cv2.GaussianBlur(small, (0, 0), max(0.5, blur * scale))
         # FaceDetectorYN's input: BGR, 0-255, zero-padded to multiples of 32.
         pad_w, pad_h = -(-size[0] // 32) * 32, -(-size[1] // 32) * 32
         blob = np.zeros((1, 3, pad_h, pad_w), dtype=np.float32)
@@ -468,17 +489,24 @@ class FaceBackbone(Backbone):
         self.load()
         s = self.settings
         longest = max(rgb.shape[:2])
-        faces = self._detect_at(rgb, s.detect_side)
-        if not faces and s.detect_retry_side > s.detect_side and longest > s.detect_side:
-            faces = self._detect_at(rgb, min(s.detect_retry_side, longest))
+        retry_side = min(s.detect_retry_side, longest)
+        # A large photo is shrunk once, to the retry size, and the detection copy is made from
+        # that: a 36 MP photo without a face costs one full-size resize, not three.
+        base, base_scale = rgb, 1.0
+        if retry_side > s.detect_side and longest > retry_side:
+            base_scale = retry_side / longest
+            base = _resized(rgb, base_scale)
+        faces = self._detect_at(base, s.detect_side)
+        if not faces and retry_side > s.detect_side:
+            faces = self._detect_at(base, retry_side)
         if not faces and s.detect_denoise_retry:
             # Sensor noise (dark webcam frames) hides faces from YuNet, all the more once a
             # small image is upscaled; a light blur at detection scale brings them back
             # (ORL + noise sigma 20: 68% -> 100% found). The crop is still taken unblurred.
-            import cv2
-
-            sigma = max(1.0, longest / s.detect_side)
-            faces = self._detect_at(cv2.GaussianBlur(rgb, (0, 0), sigma), s.detect_side)
+            sigma = max(1.0, longest / s.detect_side) * base_scale
+            faces = self._detect_at(base, s.detect_side, blur=sigma)
+        if base_scale != 1.0:
+            faces = [_scaled(f, 1 / base_scale) for f in faces]
         return sorted(faces, key=lambda f: f.area, reverse=True)
 
     # -- embedding -----------------------------------------------------------------------

@@ -53,7 +53,7 @@ from lookalike.errors import CannotJudge, LookalikeError, NotFound
 from lookalike.inference import Prediction, Predictor
 from lookalike.registry import Registry
 from lookalike.storage import ObjectStore
-from lookalike.vision.images import DecodedImage, decode_image
+from lookalike.vision.images import DecodedImage
 from lookalike.visits import decode_visit, encode_visit
 
 log = logging.getLogger("lookalike.api")
@@ -74,7 +74,6 @@ _EXT_TYPE = {
     "ppm": "image/x-portable-pixmap",
     "pbm": "image/x-portable-bitmap",
 }
-_SKIPPED = re.compile(r"photo (\d+):")
 _ID = re.compile(r"[0-9a-f]{32}")
 FACE_CROP_SIDE = 160
 FACE_THUMB_SIDE = 96
@@ -301,12 +300,6 @@ def _take_upload(sessions: Any, store: ObjectStore, key: str) -> bytes:
 # --- the work (in the threadpool) ----------------------------------------------------------
 
 
-def _first_face_frame(prediction: Prediction, n_frames: int) -> int:
-    """Index of the frame ``prediction.faces`` refers to: the first one not skipped."""
-    skipped = {int(m.group(1)) for e in prediction.errors if (m := _SKIPPED.match(e))}
-    return next((i for i in range(n_frames) if i not in skipped), 0)
-
-
 def face_crop_data_url(
     image: DecodedImage, box: tuple[float, ...] | None, side: int = FACE_CROP_SIDE
 ) -> str | None:
@@ -412,9 +405,13 @@ def _predict_and_record(app_state: Any, photos: list[Photo], options: Options) -
             visit = decode_visit(
                 options.visit, settings, model.info.backbone_key, model.gallery.shape[1]
             )
-        images = [decode_image(p.data, settings, name=p.name) for p in photos]
         analysed = time.perf_counter()
-        prediction = predictor.predict(list(images), face_index=options.face_index, visit=visit)
+        prediction = predictor.predict(
+            [p.data for p in photos],
+            face_index=options.face_index,
+            visit=visit,
+            names=[p.name for p in photos],
+        )
     except LookalikeError as exc:
         metrics.refusals.labels(exc.code).inc()
         if isinstance(exc, CannotJudge):
@@ -422,9 +419,10 @@ def _predict_and_record(app_state: Any, photos: list[Photo], options: Options) -
         raise
     metrics.prediction_seconds.observe(time.perf_counter() - started)
 
-    first = _first_face_frame(prediction, len(images))
+    first, image = prediction.frame_index, prediction.image
+    assert image is not None  # the predictor keeps the frame it answered from
     face = prediction.face
-    crop = face_crop_data_url(images[first], face.box if face is not None else None)
+    crop = face_crop_data_url(image, face.box if face is not None else None)
     try:
         class_image = gallery.get(predictor).class_image_url(prediction.best_label)
     except LookalikeError:
@@ -433,7 +431,7 @@ def _predict_and_record(app_state: Any, photos: list[Photo], options: Options) -
     prediction_id = uuid.uuid4().hex
     storage_key = token = None
     if options.consent:
-        ext = _extension(images[first], photos[first].data)
+        ext = _extension(image, photos[first].data)
         storage_key = f"consented/{prediction_id}.{ext}"
         store.put(storage_key, photos[first].data, _EXT_TYPE.get(ext, "application/octet-stream"))
         token = secrets.token_urlsafe(24)
@@ -471,7 +469,7 @@ def _predict_and_record(app_state: Any, photos: list[Photo], options: Options) -
         lookalike["reference_url"] = image_url(ref["sha256"]) if ref else None
         lookalike["reference_similarity"] = ref["similarity"] if ref else None
     for face in answer["faces"][:MAX_FACE_THUMBS]:
-        face["thumbnail"] = face_crop_data_url(images[first], tuple(face["box"]), FACE_THUMB_SIDE)
+        face["thumbnail"] = face_crop_data_url(image, tuple(face["box"]), FACE_THUMB_SIDE)
     return {
         **answer,
         "id": row.id,

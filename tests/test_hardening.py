@@ -1,0 +1,72 @@
+"""Defects found by the security, reliability and first-use review, one test each."""
+
+from __future__ import annotations
+
+import gc
+import io
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from test_api_support import TestClient, api_settings, client_for, linked_home, trained_home
+
+from lookalike.config import Settings
+
+Orl = dict[str, list[Path]]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Path:
+    return trained_home(tmp_path_factory, orl)
+
+
+@pytest.fixture
+def settings(trained: Path, tmp_path: Path) -> Settings:
+    return api_settings(linked_home(trained, tmp_path / "home"), "")
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with client_for(settings) as c:
+        yield c
+
+
+def black_png(side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (side, side), 0).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def test_failed_predictions_leave_no_memory_behind(client: TestClient) -> None:
+    """No-face bursts used to keep their decoded frames alive (the kept exception's traceback
+    held them) until a garbage collection much later: memory grew with every request."""
+    photo = black_png(2000)  # 12 MB decoded, a few KB sent
+    burst = [("photo", (f"{i}.png", photo, "image/png")) for i in range(4)]
+    assert client.post("/api/predictions", files=burst).status_code == 422  # warm up
+    gc.collect()
+    gc.disable()  # what a busy server sees between collections
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(6):
+            r = client.post("/api/predictions", files=burst)
+            assert r.status_code == 422 and r.json()["error"]["code"] == "face.not_found"
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    # 6 requests x 4 frames x 12 MB = 288 MB if the frames were kept.
+    assert grown < 20 * 2**20, f"{grown / 2**20:.1f} MB kept after 6 refused bursts"
+
+
+def test_a_large_photo_without_a_face_is_refused_quickly(client: TestClient) -> None:
+    photo = black_png(6000)  # 36 MP
+    start = time.process_time()
+    r = client.post("/api/predictions", files=[("photo", ("big.png", photo, "image/png"))])
+    cpu = time.process_time() - start
+    assert r.status_code == 422 and r.json()["error"]["code"] == "face.not_found"
+    # Decoding alone takes about 0.3 s; detection used to blur the full 36 MP (3.5 s).
+    assert cpu < 2.0, f"{cpu:.2f} s of CPU"
