@@ -78,6 +78,7 @@ class PostgresCluster:
         self.port = 0
         self.tmpdir: Path | None = None
         self.startup_seconds = 0.0
+        self._options = ""
         self._run_as: str | None = None
         if os.geteuid() == 0:
             try:
@@ -167,6 +168,7 @@ class PostgresCluster:
                 )
                 if started.returncode == 0:
                     self.startup_seconds = time.perf_counter() - t0
+                    self._options = options
                     return self.url
                 log = self.tmpdir / "server.log"
                 last_error = f"{started.stdout}\n{started.stderr}\n" + (
@@ -176,6 +178,21 @@ class PostgresCluster:
         except BaseException:
             self.stop()
             raise
+
+    def pause(self) -> None:
+        """Shut the server down (fast: sessions are cut), keeping its data (see ``resume``)."""
+        log = str(self.datadir.parent / "server.log")
+        done = self._run("pg_ctl", "-D", str(self.datadir), "-l", log, "-m", "fast", "-w", "stop")
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed: {done.stderr}")
+
+    def resume(self) -> None:
+        """Start the server again on the same port and data."""
+        log = str(self.datadir.parent / "server.log")
+        args = ("-D", str(self.datadir), "-l", log, "-o", self._options, "-w", "start")
+        done = self._run("pg_ctl", *args)
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {done.stderr}")
 
     def stop(self) -> None:
         if self.tmpdir is None:

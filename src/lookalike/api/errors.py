@@ -3,7 +3,8 @@
 Every non-2xx JSON answer of the service is ``{"error": {"code", "message", "details"}}``:
 the engine's ``LookalikeError`` (its own status and code), request validation (422
 ``request.invalid`` listing the fields), Starlette's HTTP errors (unknown route, wrong method,
-unparseable body) and anything unexpected (500 ``internal``, logged, with a generic message).
+unparseable body), an unreachable database (503 ``database.unavailable`` with ``Retry-After``)
+and anything unexpected (500 ``internal``, logged, with a generic message).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike.errors import LookalikeError
@@ -141,6 +143,33 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, code, message, {}, headers=exc.headers)
 
 
+# Raised while the database cannot be reached (down, restarting, out of connections, SQLite
+# locked past its timeout): a passing condition, answered 503 and retried by the client.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+DATABASE_RETRY_SECONDS = 5
+
+
+def database_unavailable(exc: Exception) -> JSONResponse:
+    return error_response(
+        503,
+        "database.unavailable",
+        "The database cannot be reached right now; nothing was recorded. Try again in a few"
+        " seconds.",
+        {"reason": type(exc).__name__},
+        headers={"Retry-After": str(DATABASE_RETRY_SECONDS)},
+    )
+
+
+async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return database_unavailable(exc)
+
+
 async def internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(
@@ -154,4 +183,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LookalikeError, lookalike_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    for error in DATABASE_ERRORS:
+        app.add_exception_handler(error, database_error_handler)
     app.add_exception_handler(Exception, internal_error_handler)

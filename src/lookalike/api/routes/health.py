@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
 from lookalike.api.deps import get_engine, get_predictor
-from lookalike.api.schemas import HealthPublic
+from lookalike.api.errors import DATABASE_RETRY_SECONDS, error_response
+from lookalike.api.schemas import ErrorPublic, HealthPublic
 from lookalike.errors import LookalikeError
 from lookalike.inference import Predictor
 
@@ -17,10 +19,15 @@ log = logging.getLogger("lookalike.api")
 router = APIRouter(prefix="/api/health", tags=["health"])
 
 
-@router.get("", response_model=HealthPublic, summary="Service health")
+@router.get(
+    "",
+    response_model=HealthPublic,
+    summary="Service health",
+    responses={503: {"model": ErrorPublic, "description": "The database cannot be reached"}},
+)
 def health(
     predictor: Predictor = Depends(get_predictor), engine: Engine = Depends(get_engine)
-) -> HealthPublic:
+) -> HealthPublic | JSONResponse:
     try:
         version: str | None = predictor.load().info.version
     except LookalikeError:
@@ -37,10 +44,19 @@ def health(
     # Only the champion's own failure matters: one rolled back from is history.
     errors = {v: why for v, (_, why) in predictor.failed.items() if v == champion}
     ok = version is not None and database == "ok" and not errors
-    return HealthPublic(
+    answer = HealthPublic(
         status="ok" if ok else "degraded",
         model=version,
         champion=champion,
         model_errors=errors,
         database=database,
     )
+    if database != "ok":  # nothing can be answered and recorded: load balancers look elsewhere
+        return error_response(
+            503,
+            "database.unavailable",
+            "The database cannot be reached; predictions are refused until it is back.",
+            answer.model_dump(),
+            headers={"Retry-After": str(DATABASE_RETRY_SECONDS)},
+        )
+    return answer
