@@ -116,8 +116,13 @@ def test_webcam_burst_skips_the_frame_without_a_face(
     assert body["label"] == "s4"
     assert body["frames_used"] == 2
     assert len(body["skipped_frames"]) == 1 and body["skipped_frames"][0].startswith("photo 1")
+    assert body["frame_index"] == 0
     [row] = rows(client)
     assert row.frames_used == 2 and row.client == "web"
+    # The faces shown come from the first frame that had one.
+    faceless_first = [frames[1], frames[2]]
+    r = client.post("/api/predictions", files=faceless_first)
+    assert r.json()["frame_index"] == 1 and r.json()["faces_found"] == 1
 
 
 def test_two_faces_then_pick_the_second(client: TestClient, two_faces_png: Path) -> None:

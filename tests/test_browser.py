@@ -138,17 +138,26 @@ def db_prediction(settings: Settings, prediction_id: str) -> Any:
 # --- tests ------------------------------------------------------------------------------------
 
 
+def headline_for(answer: dict[str, Any]) -> str:
+    """The headline the page shows for a 201 answer's ``answer`` object."""
+    names = answer["names"]
+    if answer["kind"] == "same_person":
+        return f"This is {names[0]}"
+    if answer["tie"]:
+        return f"Between {names[0]} and {names[1]}"
+    return f"You look like {names[0]}"
+
+
 def test_webcam_burst(page: Any, server: str, class_count: int) -> None:
     posts = PostBodies(page)
     page.goto(server)
     expect(page.locator("#webcam-capture")).to_be_disabled()
     page.click("#webcam-start")
-    page.wait_for_function(
-        """() => {
-            const v = document.getElementById('video');
-            return v.readyState >= 2 && !v.paused && v.videoWidth > 0;
-        }"""
-    )
+    camera_playing = """() => {
+        const v = document.getElementById('video');
+        return v.readyState >= 2 && !v.paused && v.videoWidth > 0;
+    }"""
+    page.wait_for_function(camera_playing)
     expect(page.locator("#webcam-capture")).to_be_enabled()
     with page.expect_response(is_prediction_post, timeout=30_000) as info:
         page.click("#webcam-capture")
@@ -158,20 +167,32 @@ def test_webcam_burst(page: Any, server: str, class_count: int) -> None:
     assert all(p.startswith(b"\xff\xd8\xff") for p in fields["photo"])  # JPEG frames
     assert fields["client"] == [b"web"]
     assert fields["consent"] == [b"false"]
-    assert "face_index" not in fields
+    assert "face_index" not in fields and "visit" not in fields
     assert response.status == 201, response.text()
     answer = response.json()
     assert answer["frames_used"] >= 1
 
     expect(page.locator("#result")).to_be_visible()
     expect(page.locator("#error")).to_be_hidden()
-    if answer["no_strong_match"]:
-        expect(page.locator("#no-match")).to_be_visible()
-        expect(page.locator("#no-match")).to_contain_text("No strong match")
-    else:
-        expect(page.locator("#match-name")).to_have_text(answer["label"])
+    expect(page.locator("#answer-headline")).to_have_text(headline_for(answer["answer"]))
     expect(page.locator("#probabilities .prob-row")).to_have_count(class_count)
-    expect(page.locator("#face-crop")).to_be_visible()
+    wait_images_loaded(page, "#lookalikes img.visitor-face")
+    # the controls (and the camera) are put away while the answer is shown
+    expect(page.locator("#input-card")).to_be_hidden()
+    assert page.evaluate("() => document.getElementById('video').srcObject") is None
+
+    # another burst of the same visitor: the camera comes back, the visit goes along
+    page.click("#add-photo")
+    expect(page.locator("#input-title")).to_have_text("Add another photo of you")
+    page.wait_for_function(camera_playing)
+    with page.expect_response(is_prediction_post, timeout=30_000) as info:
+        page.click("#webcam-capture")
+    assert info.value.status == 201, info.value.text()
+    fields = posts.last()
+    assert len(fields["photo"]) == 5
+    assert fields["visit"] == [answer["visit"].encode()]
+    assert info.value.json()["answer"]["looks"] == 2
+    expect(page.locator("#looks-badge")).to_have_text("from 2 photos")
 
 
 def test_upload_known_person(page: Any, server: str, orl: Orl, class_count: int) -> None:
@@ -181,12 +202,24 @@ def test_upload_known_person(page: Any, server: str, orl: Orl, class_count: int)
     assert response.status == 201, response.text()
     fields = posts.last()
     assert len(fields["photo"]) == 1 and fields["client"] == [b"web"]
+    answer = response.json()["answer"]
+    assert answer["kind"] == "same_person"
 
     expect(page.locator("#result")).to_be_visible()
-    expect(page.locator("#match-name")).to_have_text("s3")
-    expect(page.locator("#no-match")).to_be_hidden()
+    expect(page.locator("#answer-headline")).to_have_text("This is s3")
+    first = page.locator("#lookalikes li").first
+    expect(first).to_have_attribute("data-label", "s3")
+    expect(first).to_have_class(re.compile(r"\bis-named\b"))
+    expect(first.locator(".strength")).to_contain_text("Same person")
+    expect(page.locator("#lookalikes li")).to_have_count(len(answer["lookalikes"]))
+    wait_images_loaded(page, "#lookalikes img")
+
+    # every class's probability: there, but folded away
     rows = page.locator("#probabilities .prob-row")
     expect(rows).to_have_count(class_count)
+    expect(rows.first).to_be_hidden()
+    page.click("#all-classes summary")
+    expect(rows.first).to_be_visible()
     labels = rows.evaluate_all("rows => rows.map(r => r.dataset.label)")
     assert sorted(labels) == sorted(PEOPLE) and labels[0] == "s3"
     widths = page.eval_on_selector_all(
@@ -194,16 +227,11 @@ def test_upload_known_person(page: Any, server: str, orl: Orl, class_count: int)
     )
     assert widths == sorted(widths, reverse=True) and widths[0] > 50
     assert abs(sum(widths) - 100) < 1.5
-    first = rows.first
-    expect(first.locator(".prob-value")).to_have_text(re.compile(r"^\d+\.\d%$"))
+    expect(rows.first.locator(".prob-value")).to_have_text(re.compile(r"^\d+\.\d%$"))
 
-    nearest = page.locator("#nearest img")
-    expect(nearest).to_have_count(len(response.json()["nearest"]))
-    wait_images_loaded(page, "#nearest img")
-    wait_images_loaded(page, "#face-crop")
-    expect(page.locator("#nearest figcaption").first).to_contain_text("similarity")
     expect(page.locator("#face-picker-box")).to_be_hidden()
     expect(page.locator("#deletion")).to_be_hidden()
+    expect(page.locator("#like")).to_be_visible()
 
 
 def test_face_picker(page: Any, server: str, two_faces_png: Path) -> None:
@@ -214,11 +242,13 @@ def test_face_picker(page: Any, server: str, two_faces_png: Path) -> None:
     assert first.json()["faces_found"] == 2
     buttons = page.locator("#face-picker button[data-face-index]")
     expect(buttons).to_have_count(2)
-    expect(buttons.nth(0)).to_have_text("Face 1")
+    expect(buttons.nth(0)).to_have_text("1")
+    expect(buttons.nth(0)).to_have_accessible_name(re.compile(r"^Face 1"))
     chosen = first.json()["face_index"]
     expect(buttons.nth(chosen)).to_have_attribute("aria-pressed", "true")
-    crop_before = page.get_attribute("#face-crop", "src")
-    name_before = page.locator("#match-name, #no-match").filter(visible=True).inner_text()
+    headline = page.locator("#answer-headline")
+    expect(headline).to_have_text(headline_for(first.json()["answer"]))
+    name_before = headline.inner_text()
 
     other = 1 - chosen
     with page.expect_response(is_prediction_post) as info:
@@ -229,19 +259,19 @@ def test_face_picker(page: Any, server: str, two_faces_png: Path) -> None:
     assert form_fields(posts.bodies[0])["photo"] == posts.last()["photo"]  # same photo again
     assert second.json()["face_index"] == other
     expect(buttons.nth(other)).to_have_attribute("aria-pressed", "true")
-    page.wait_for_function(
-        "before => document.getElementById('face-crop').src !== before", arg=crop_before
-    )
-    name_after = page.locator("#match-name, #no-match").filter(visible=True).inner_text()
-    assert name_before != name_after
+    expect(buttons.nth(chosen)).to_have_attribute("aria-pressed", "false")
+    expect(headline).to_have_text(headline_for(second.json()["answer"]))
+    assert headline.inner_text() != name_before
 
 
 def test_not_an_image(page: Any, server: str, orl: Orl, trained: Settings) -> None:
     page.goto(server)
     assert drop(page, "visitor.png", held_out(orl, "s2")).status == 201
     expect(page.locator("#result")).to_be_visible()
-    expect(page.locator("#match-name")).to_have_text("s2")
+    expect(page.locator("#answer-headline")).to_have_text("This is s2")
 
+    page.click("#try-another")
+    expect(page.locator("#input-card")).to_be_visible()
     response = upload(page, "photo.jpg", b"hello, I am a text file\n" * 10, "image/jpeg")
     assert response.status == 422
     message = response.json()["error"]["message"]
@@ -250,6 +280,8 @@ def test_not_an_image(page: Any, server: str, orl: Orl, trained: Settings) -> No
     expect(error).to_have_text(message)
     expect(error).to_contain_text(re.compile("not an image", re.IGNORECASE))
     expect(page.locator("#result")).to_be_hidden()
+    expect(page.locator("#cannot")).to_be_hidden()  # not a face problem: a bad file
+    expect(page.locator("#input-card")).to_be_visible()
 
     # too large: refused in the page, before sending anything
     sent: list[str] = []
@@ -333,11 +365,20 @@ def test_phone_width(phone_page: Any, server: str, orl: Orl) -> None:
     no_scroll = "() => document.scrollingElement.scrollWidth"
     assert page.evaluate(no_scroll) <= 375
     assert upload(page, "visitor.png", held_out(orl, "s4")).status == 201
-    expect(page.locator("#match-name")).to_have_text("s4")
-    wait_images_loaded(page, "#nearest img")
+    expect(page.locator("#answer-headline")).to_have_text("This is s4")
+    wait_images_loaded(page, "#lookalikes img")
     assert page.evaluate(no_scroll) <= 375
     # every control has an accessible name
-    for selector in ("#file-input", "#consent", "#webcam-start", "#like", "#dislike"):
+    for selector in (
+        "#file-input",
+        "#consent",
+        "#webcam-start",
+        "#like",
+        "#dislike",
+        "#try-another",
+        "#add-photo",
+        "#save-result",
+    ):
         name = page.locator(selector).evaluate(
             "e => (e.labels && e.labels.length ? e.labels[0].textContent : e.textContent).trim()"
         )

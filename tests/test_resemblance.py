@@ -18,7 +18,7 @@ from lookalike.config import DEFAULT_TIE_Z, Settings
 from lookalike.errors import CannotJudge, InvalidInput, NoFaceFound
 from lookalike.inference import LOOKALIKE, SAME_PERSON, Predictor, Visit
 from lookalike.retrain import retrain
-from lookalike.training.resemblance import Resemblance, strength_words
+from lookalike.training.resemblance import Resemblance, strength_phrase, strength_words
 from lookalike.vision.backbones import l2_normalize
 from lookalike.vision.images import read_image
 from lookalike.vision.quality import measure
@@ -72,6 +72,9 @@ def test_calibration_is_stored_with_the_model_and_reloaded(model: Model) -> None
     strength = res.strength(grid)
     assert strength[0] == 0.0 and strength[-1] == 1.0 and np.all(np.diff(strength) >= 0)
     assert res.strength(np.array([np.median(res.reference)]))[0] == pytest.approx(0.5, abs=0.02)
+    assert strength_phrase(0.87) == "stronger than 87% of people's best match here"
+    assert strength_phrase(1.0) == "stronger than nearly everyone's best match here"
+    assert strength_phrase(0.0) == "weaker than nearly everyone's best match here"
 
 
 def test_a_model_saved_before_the_calibration_gets_one_when_loaded(
@@ -134,6 +137,7 @@ def test_strangers_get_named_lookalikes_with_strengths(model: Model, orl: Orl) -
                 assert Path(x.reference.path).is_file()
             assert p.names[0] in p.message
             assert strength_words(p.lookalikes[0].strength) in p.message or p.tie
+            assert strength_phrase(p.lookalikes[0].strength) in p.message or p.tie
             ties += p.tie
             answer = p.to_dict()["answer"]
             assert answer["kind"] == "lookalike" and answer["names"] == p.names

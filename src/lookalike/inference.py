@@ -43,7 +43,7 @@ from lookalike.errors import (
     ModelUnavailable,
     NoFaceFound,
 )
-from lookalike.training.resemblance import strength_words
+from lookalike.training.resemblance import strength_phrase, strength_words
 from lookalike.training.train import backbone_for
 from lookalike.vision.backbones import Analysis, Backbone, Face, l2_normalize
 from lookalike.vision.images import DecodedImage, decode_image
@@ -162,7 +162,7 @@ class Prediction:
             )
         return (
             f"You look like {first.label}: a {strength_words(first.strength)} resemblance,"
-            f" stronger than {first.strength:.0%} of people's best match here."
+            f" {strength_phrase(first.strength)}."
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,6 +191,7 @@ class Prediction:
             "face_box": self.face.to_dict()["box"] if self.face else None,
             "quality": self.quality.to_dict() if self.quality else None,
             "frames_used": self.frames_used,
+            "frame_index": self.frame_index,
             "model_version": self.model_version,
             "latency_ms": round(self.latency_ms, 1),
             "skipped_frames": self.errors,

@@ -10,6 +10,7 @@ and anything unexpected (500 ``internal``, logged, with a generic message).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -165,7 +166,23 @@ def database_unavailable(exc: Exception) -> JSONResponse:
     )
 
 
+# SQLite reports a broken schema ("no such table") as an OperationalError too: that is a bug
+# (500), not an outage. These are the messages of a SQLite file that cannot be used right now.
+_SQLITE_UNAVAILABLE = ("locked", "unable to open", "disk i/o", "busy")
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    if not isinstance(exc, DATABASE_ERRORS):
+        return False
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, sqlite3.Error):
+        return any(text in str(orig).lower() for text in _SQLITE_UNAVAILABLE)
+    return True
+
+
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_outage(exc):
+        return await internal_error_handler(request, exc)
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
     return database_unavailable(exc)
 

@@ -113,6 +113,7 @@ class PredictionPublic(BaseModel):
     face_box: list[float] | None
     quality: FaceQualityPublic | None
     frames_used: int
+    frame_index: int = Field(description="The photo `faces` and `face_crop` come from (0-based)")
     skipped_frames: list[str]
     model_version: str
     latency_ms: float

@@ -31,7 +31,7 @@ import numpy as np
 from lookalike.config import DEFAULT_TIE_Z
 from lookalike.vision.backbones import l2_normalize
 
-__all__ = ["DEFAULT_TIE_Z", "Resemblance", "strength_words"]
+__all__ = ["DEFAULT_TIE_Z", "Resemblance", "strength_phrase", "strength_words"]
 
 # Used when the gallery has no class with two photos to measure the noise on.
 DEFAULT_NOISE = 0.05
@@ -135,3 +135,12 @@ def strength_words(strength: float) -> str:
     if strength >= 0.4:
         return "moderate"
     return "slight"
+
+
+def strength_phrase(strength: float) -> str:
+    """What a strength means, in words ("stronger than 87% of people's best match here")."""
+    if strength >= 0.995:
+        return "stronger than nearly everyone's best match here"
+    if strength < 0.005:
+        return "weaker than nearly everyone's best match here"
+    return f"stronger than {strength:.0%} of people's best match here"

@@ -33,7 +33,7 @@
     stream: null, // the webcam MediaStream while the camera is on
     cameraWasOn: false, // the camera was on when an answer replaced the controls
     busy: false,
-    previewUrls: [], // object URLs of photo previews, revoked when replaced
+    previewUrls: {}, // object URL of each photo preview <img> (by id), revoked when replaced
   };
 
   function $(id) {
@@ -85,18 +85,6 @@
       /* not a URL */
     }
     return null;
-  }
-
-  function setImage(img, url) {
-    var safe = safeImageUrl(url);
-    if (safe) {
-      img.src = safe;
-      img.hidden = false;
-    } else {
-      img.removeAttribute("src");
-      img.hidden = true;
-    }
-    return Boolean(safe);
   }
 
   // --- status, errors and views ------------------------------------------------------------
@@ -237,18 +225,14 @@
     );
   }
 
-  /* Index of the frame the answer's faces come from: the first one not skipped. */
+  /* Index of the frame the answer's faces come from (the first one used). */
   function firstUsedFrame(data, count) {
-    var skipped = {};
-    (data.skipped_frames || []).forEach(function (text) {
-      var match = /^photo (\d+):/.exec(String(text));
-      if (match) skipped[Number(match[1])] = true;
-    });
-    for (var i = 0; i < count; i++) if (!skipped[i]) return i;
-    return 0;
+    var index = Number(data.frame_index);
+    return index >= 0 && index < count ? index : 0;
   }
 
-  /* Send photos (one, or a webcam burst); options: faceIndex, visit. */
+  /* Send photos (one, or a webcam burst); options: faceIndex, visit, repick (another face of
+   * the photo on screen), note (a line for the answer's small print). */
   function predict(photos, options) {
     if (state.busy) return Promise.resolve();
     var opts = options || {};
@@ -262,7 +246,6 @@
       form.append("face_index", String(opts.faceIndex));
     }
     if (opts.visit) form.append("visit", opts.visit);
-    var fromView = state.view;
     clearError();
     setBusy(true);
     setStatus(photos.length > 1 ? "Looking for your face in " + photos.length + " frames…" : "Looking for a face…");
@@ -282,7 +265,7 @@
         state.visit = null;
         return predict(photos, {
           faceIndex: opts.faceIndex,
-          note: "Your earlier photos had expired, so this answer uses this photo alone.",
+          note: "Your earlier photos could no longer be used, so this answer is from this photo alone.",
         });
       }
       if (isCannotJudge(res)) {
@@ -290,7 +273,8 @@
         return;
       }
       showError(res.message);
-      if (fromView !== "result") showView("input");
+      // Choosing another face keeps the answer on screen; a new photo goes back to the controls.
+      if (!opts.repick) showView("input");
     });
   }
 
@@ -308,28 +292,30 @@
     };
   }
 
-  /* The answer as {eyebrow, headline, detail} (also drawn on the saved card). */
+  /* The answer as {eyebrow, headline, detail, summary}: detail is the line under the
+   * headline (none where the top lookalike's row says it already), summary the one drawn
+   * on the saved card. */
   function answerText(answer) {
     var names = answer.names || [];
     var first = (answer.lookalikes || [])[0];
     if (answer.kind === "same_person") {
-      return {
-        eyebrow: "Recognised",
-        headline: "This is " + names[0],
-        detail: "This face matches " + names[0] + "'s photos in our gallery.",
-      };
+      var same = "This face matches " + names[0] + "'s photos in our gallery.";
+      return { eyebrow: "Recognised", headline: "This is " + names[0], detail: same, summary: same };
     }
     if (answer.tie && names.length > 1) {
+      var both = "You look like " + names[0] + " and " + names[1] + " about equally.";
       return {
         eyebrow: "Your lookalikes",
         headline: "Between " + names[0] + " and " + names[1],
-        detail: "You look like " + names[0] + " and " + names[1] + " about equally.",
+        detail: both,
+        summary: both,
       };
     }
     return {
       eyebrow: "Your lookalike",
       headline: "You look like " + (names[0] || (first && first.label) || "someone here"),
-      detail: first ? strengthSentence(first) + "." : answer.message || "",
+      detail: first ? "" : answer.message || "",
+      summary: first ? strengthSentence(first) + "." : answer.message || "",
     };
   }
 
@@ -340,14 +326,18 @@
     return s >= 0.9 ? "very strong" : s >= 0.7 ? "strong" : s >= 0.4 ? "moderate" : "slight";
   }
 
-  /* "Strong resemblance — stronger than 87% of people's best match here" */
-  function strengthSentence(item) {
+  /* ["Strong resemblance", "stronger than 87% of people's best match here"] */
+  function strengthParts(item) {
     var pct = Math.round(clamp01(item.strength) * 100);
-    var tail;
-    if (pct >= 100) tail = "stronger than nearly everyone's best match here";
-    else if (pct <= 0) tail = "weaker than nearly everyone's best match here";
-    else tail = "stronger than " + pct + "% of people's best match here";
-    return capitalise(strengthWords(item)) + " resemblance — " + tail;
+    var share;
+    if (pct >= 100) share = "stronger than nearly everyone's best match here";
+    else if (pct <= 0) share = "weaker than nearly everyone's best match here";
+    else share = "stronger than " + pct + "% of people's best match here";
+    return [capitalise(strengthWords(item)) + " resemblance", share];
+  }
+
+  function strengthSentence(item) {
+    return strengthParts(item).join(" — ");
   }
 
   function render(data, note) {
@@ -363,6 +353,7 @@
     el.answerKind.textContent = text.eyebrow;
     el.answerHeadline.textContent = text.headline;
     el.answerDetail.textContent = text.detail;
+    show(el.answerDetail, Boolean(text.detail));
     el.looksBadge.textContent = "from " + plural(looks, "photo", "photos");
     show(el.looksBadge, looks > 1);
     show(el.startOver, looks > 1);
@@ -426,14 +417,16 @@
       li.appendChild(pair);
 
       var body = make("div", "lookalike-body");
-      if (!named && i > 0 && (i === names.length || (answer.kind === "same_person" && i === 1))) {
+      if (!named && i > 0 && i === names.length) {
         body.appendChild(make("p", "eyebrow", "Also resembles"));
       }
       body.appendChild(make("p", "lookalike-name", label));
       var strength = clamp01(same ? 1 : item.strength);
-      body.appendChild(
-        make("p", "strength", same ? "Same person — recognised from the gallery" : strengthSentence(item))
-      );
+      var parts = same ? ["Same person", "recognised from the gallery"] : strengthParts(item);
+      var line = make("p", "strength");
+      line.appendChild(make("strong", null, parts[0]));
+      line.appendChild(document.createTextNode(" — " + parts[1]));
+      body.appendChild(line);
       var meter = make("span", "meter is-" + strengthWords(item).replace(/\s+/g, "-"));
       meter.setAttribute("aria-hidden", "true");
       var fill = make("span", "meter-fill");
@@ -448,18 +441,15 @@
 
   // --- photo previews with numbered face boxes -----------------------------------------------
 
-  function previewUrl(photo) {
+  /* An object URL of the photo for the preview <img> `img`; its previous one is revoked. */
+  function previewUrl(img, photo) {
+    var old = state.previewUrls[img.id];
+    if (old) URL.revokeObjectURL(old);
+    delete state.previewUrls[img.id];
     if (!photo || !photo.blob || !window.URL || !URL.createObjectURL) return null;
     var url = URL.createObjectURL(photo.blob);
-    state.previewUrls.push(url);
+    state.previewUrls[img.id] = url;
     return url;
-  }
-
-  function revokePreviews() {
-    state.previewUrls.forEach(function (url) {
-      URL.revokeObjectURL(url);
-    });
-    state.previewUrls = [];
   }
 
   /* Place the boxes (pixels of the photo) over the preview image, in % of its size. */
@@ -479,7 +469,7 @@
   }
 
   function showPreview(box, img, boxes, photo) {
-    var url = previewUrl(photo);
+    var url = previewUrl(img, photo);
     if (!url) {
       show(box, false);
       return;
@@ -504,7 +494,6 @@
       show(el.photoPreviewBox, false);
       return;
     }
-    revokePreviews();
     el.facePickerLabel.textContent = faces.length + " faces found. Which one is you?";
     faces.forEach(function (face, i) {
       var number = Number(face.number) || i + 1;
@@ -548,7 +537,7 @@
     if (!state.photos || !isFinite(index) || !data || index === data.face_index) return;
     // A face is chosen in one photo: the frame the faces were found in.
     var photo = state.photos[state.frame] || state.photos[0];
-    predict([photo], { faceIndex: index, visit: state.sentVisit });
+    predict([photo], { faceIndex: index, visit: state.sentVisit, repick: true });
   }
 
   // --- can't judge ---------------------------------------------------------------------------
@@ -563,7 +552,6 @@
     clear(el.cannotBoxes);
     var faces = Array.isArray(details.faces) ? details.faces : [];
     if (photos.length === 1 && faces.length) {
-      revokePreviews();
       faces.forEach(function (face, i) {
         var box = make("span", "face-box" + (i === details.face_index ? " is-judged" : ""));
         box.setAttribute("data-box", (face.box || []).slice(0, 4).join(","));
@@ -711,7 +699,7 @@
     var y = wrapText(ctx, text.headline, x, 236, width, 62, 3);
     ctx.fillStyle = "#5b6475";
     ctx.font = "28px " + font;
-    y = wrapText(ctx, text.detail, x, y + 16, width, 38, 4);
+    y = wrapText(ctx, text.summary, x, y + 16, width, 38, 4);
     if (looks > 1) {
       ctx.font = "600 24px " + font;
       ctx.fillText("from " + plural(looks, "photo", "photos"), x, y + 14);
