@@ -141,7 +141,10 @@ def test_retrain_job_runs_in_the_worker(client: TestClient, settings: Settings, 
     queued = client.post("/api/models/retrain", headers=auth)
     assert queued.status_code == 202, queued.text
     job = queued.json()["id"]
-    assert queued.json()["done"] is False
+    assert queued.json()["done"] is False and queued.json()["joined"] is False
+    # Asked again while it is queued: the same job, not a pile of retrains.
+    again = client.post("/api/models/retrain", headers=auth)
+    assert again.status_code == 202 and again.json() == {**queued.json(), "joined": True}
     consumer = Jobs(settings).start_in_background()
     try:
         deadline = time.monotonic() + 120

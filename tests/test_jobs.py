@@ -16,9 +16,14 @@ from test_cli import SCRIPT
 from test_training import copy_home, quick_import
 
 from lookalike.config import Settings
-from lookalike.jobs import Jobs, maybe_retrain_for_new_images, new_images_since_last_model
+from lookalike.jobs import (
+    Jobs,
+    QueuedJob,
+    maybe_retrain_for_new_images,
+    new_images_since_last_model,
+)
 from lookalike.registry import Registry
-from lookalike.retrain import retrain
+from lookalike.retrain import retrain, training_lock
 
 Orl = dict[str, list[Path]]
 
@@ -80,8 +85,13 @@ def test_a_queued_retrain_runs_in_the_consumer(with_champion: Path, tmp_path: Pa
     jobs = Jobs(settings)
     assert isinstance(jobs.huey, SqliteHuey)
     assert Path(jobs.huey.storage.filename) == settings.home / "jobs.sqlite3"
-    job = jobs.enqueue_retrain("manual", "test")
-    assert jobs.result(job) is None  # queued, not run
+    queued = jobs.enqueue_retrain("manual", "test")
+    job = queued.id
+    assert jobs.result(job) is None and not queued.joined  # queued, not run
+    # Asked again while it waits (from this process or another): the same job answers.
+    for _ in range(20):
+        assert Jobs(settings).enqueue_retrain("api", "someone") == QueuedJob(job, joined=True)
+    assert len(jobs.huey.pending()) == 1
     consumer = jobs.start_in_background()
     try:
         deadline = time.monotonic() + 60
@@ -91,6 +101,14 @@ def test_a_queued_retrain_runs_in_the_consumer(with_champion: Path, tmp_path: Pa
     finally:
         consumer.stop(graceful=True)
     assert result["ok"] and result["version"] == "m0002" and result["promoted"] is False
+    # Once it is done, a new request queues a new retrain.
+    again = jobs.enqueue_retrain("manual", "test")
+    assert not again.joined and again.id != job
+    # While a retrain runs (holding the lock), a request joins it.
+    with training_lock(settings.home):
+        jobs.huey.dequeue()  # the worker took it and is running it
+        assert jobs.enqueue_retrain("api", "x") == QueuedJob(again.id, joined=True)
+    assert not jobs.enqueue_retrain("api", "x").joined  # it died without a result: a new one
     # A failing retrain is an outcome, not a crash of the worker.
     empty = Jobs(Settings(home=tmp_path / "empty", backbone="test"))
     failed = empty.retrain_task.call_local("manual", "test")

@@ -219,7 +219,8 @@ def retrain(
         from lookalike.jobs import Jobs
 
         job = Jobs(settings).enqueue_retrain("manual", "cli retrain")
-        console.print(f"Queued retrain job {job}; `lookalike models list` shows the outcome.")
+        what = "Joined the retrain already queued or running" if job.joined else "Queued retrain"
+        console.print(f"{what}: job {job.id}; `lookalike models list` shows the outcome.")
         return
     with progress_bar("embed") as update:
         result = run_retrain(

@@ -11,6 +11,7 @@ retrains never overlap, whichever process or trigger started them.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from lookalike.config import Settings, parse_cron
 from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore
 from lookalike.errors import LookalikeError
-from lookalike.retrain import retrain
+from lookalike.fsutil import atomic_write_bytes, file_lock
+from lookalike.retrain import retrain, retrain_running
 
 log = logging.getLogger("lookalike.jobs")
 
@@ -91,6 +93,12 @@ def _every(minutes: int) -> crontab:
     return crontab(minute="0", hour=f"*/{max(1, minutes // 60)}")
 
 
+@dataclass(frozen=True)
+class QueuedJob:
+    id: str
+    joined: bool  # True: a retrain already queued or running answers this request too
+
+
 class Jobs:
     """The queue and its tasks for one ``Settings``."""
 
@@ -114,10 +122,27 @@ class Jobs:
         self.scheduled_retrain = scheduled_retrain
         self.new_images_check = new_images_check
 
-    def enqueue_retrain(self, trigger: str = "api", actor: str = "api") -> str:
-        """Queue a retrain; returns the job id."""
-        result: Result = self.retrain_task(trigger, actor)
-        return str(result.id)
+    def enqueue_retrain(self, trigger: str = "api", actor: str = "api") -> QueuedJob:
+        """Queue a retrain, or join the one already queued or running (its id comes back):
+        a burst of requests makes one model, not one each. Across processes: the last job
+        id is kept in the data dir, and checked under a lock."""
+        home = Path(self.settings.home)
+        with file_lock(home / "retrain.enqueue.lock"):
+            last_file = home / "retrain.job"
+            last = last_file.read_text().strip() if last_file.exists() else ""
+            if last and self._unfinished(last):
+                return QueuedJob(last, joined=True)
+            result: Result = self.retrain_task(trigger, actor)
+            atomic_write_bytes(last_file, str(result.id).encode())
+            return QueuedJob(str(result.id), joined=False)
+
+    def _unfinished(self, job_id: str) -> bool:
+        """Queued, or running (dequeued, no result yet, and a retrain holds the lock)."""
+        if self.huey.result(job_id, preserve=True) is not None:
+            return False
+        if any(task.id == job_id for task in self.huey.pending()):
+            return True
+        return retrain_running(Path(self.settings.home))
 
     def result(self, job_id: str) -> dict[str, Any] | None:
         """A finished job's outcome (None while queued or running, or unknown)."""

@@ -85,6 +85,20 @@ def training_lock(home: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def retrain_running(home: Path) -> bool:
+    """Whether a retrain holds the lock now (in any process)."""
+    path = Path(home) / "retrain.lock"
+    if not path.exists():
+        return False
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return False
+
+
 def retrain(
     settings: Settings,
     *,

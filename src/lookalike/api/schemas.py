@@ -277,4 +277,7 @@ class ChampionChange(BaseModel):
 class JobPublic(BaseModel):
     id: str
     done: bool
+    joined: bool = Field(
+        False, description="A retrain already queued or running answers this request too"
+    )
     result: dict[str, Any] | None = None

@@ -115,7 +115,7 @@ def retrain_now(
     from lookalike.jobs import Jobs
 
     job = Jobs(settings).enqueue_retrain("api", f"admin {admin.name}")
-    return JobPublic(id=job, done=False)
+    return JobPublic(id=job.id, done=False, joined=job.joined)
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, summary="A queued job's outcome (admin)")
