@@ -519,27 +519,10 @@ PortOpt = Annotated[
 
 
 def run_server(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    """Serve the web service (one uvicorn worker: the model lives in this process)."""
-    import uvicorn
+    """Serve the web service (see ``lookalike.server``)."""
+    from lookalike.server import serve
 
-    from lookalike.api import create_app
-
-    host = host or settings.host
-    port = port or settings.port
-    console.print(
-        escape(f"Serving on http://{host}:{port}/ (data: {settings.home}); Ctrl+C stops.")
-    )
-    consumer = None
-    if settings.jobs_in_process:
-        from lookalike.jobs import Jobs
-
-        # Threads: scheduled retrains and queued jobs run beside the server.
-        consumer = Jobs(settings).start_in_background()
-    try:
-        uvicorn.run(create_app(settings), host=host, port=port, workers=1, log_level="info")
-    finally:
-        if consumer is not None:
-            consumer.stop(graceful=False)
+    serve(settings, host, port, announce=lambda line: console.print(escape(line)))
 
 
 @app.command()
@@ -563,8 +546,11 @@ def demo(
     """Build the ORL demo (40 people), import, train, answer for the held-out visitors, then
     serve the web page (unless --no-serve)."""
     from lookalike.demo import run_demo
+    from lookalike.server import check_port
 
     settings = settings_from(home)
+    if serve:
+        check_port(port if port is not None else settings.port)  # before minutes of work
     run_demo(settings, dest, console)
     if serve:
         run_server(settings, host, port)

@@ -200,6 +200,12 @@ class Settings(BaseSettings):
         120, ge=0, description="Requests per minute per client on public endpoints (0: no limit)."
     )
     host: str = Field("127.0.0.1", description="Address `lookalike serve` listens on.")
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Proxies (comma-separated IPs or networks, '*' for any) whose"
+        " X-Forwarded-For / X-Forwarded-Proto headers are trusted. Empty: none; the client"
+        " address is the connection's peer (rate limits and the sign-in limit key on it).",
+    )
     port: int = Field(8000, ge=1, le=65535, description="Port `lookalike serve` listens on.")
 
     # --- name generator and quote of the day ---------------------------------------------------

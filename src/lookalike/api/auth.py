@@ -32,7 +32,7 @@ The session cookie (``lookalike_admin``) is ``v1.<payload>.<signature>``: base64
 HMAC-SHA256 under a key derived from ``settings.secret_key``. It is HttpOnly,
 SameSite=Strict, Path=/ and Secure when the request came over https — behind a TLS proxy,
 uvicorn takes the scheme from ``X-Forwarded-Proto`` when the proxy's address is in
-``FORWARDED_ALLOW_IPS`` (the local host by default), or set ``admin_secure_cookies``. A session
+``forwarded_allow_ips`` (none by default), or set ``admin_secure_cookies``. A session
 ends after ``admin_session_hours``, at sign-out (its id is remembered until it would have
 expired), when the user's password changes or when the user is deleted.
 
