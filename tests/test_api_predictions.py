@@ -219,24 +219,37 @@ def test_refusals_keep_nothing(
 
 def test_feedback(client: TestClient, orl: Orl) -> None:
     answer = client.post("/api/predictions", files=[photo(orl["s5"][9])], data={"client": "web"})
-    pid = answer.json()["id"]
-    liked = client.post(f"/api/predictions/{pid}/feedback", json={"feedback": "like"})
+    pid, token = answer.json()["id"], answer.json()["feedback_token"]
+    # Only whoever got the answer can rate it: its feedback token is the proof.
+    other = client.post("/api/predictions", files=[photo(orl["s4"][9])]).json()
+    for proof in (None, "", other["feedback_token"], token[:-2] + "AA"):
+        refused = client.post(
+            f"/api/predictions/{pid}/feedback", json={"feedback": "like", "token": proof}
+        )
+        assert_error(refused, 403, "feedback.bad_token")
+    liked = client.post(
+        f"/api/predictions/{pid}/feedback", json={"feedback": "like", "token": token}
+    )
     assert liked.status_code == 200, liked.text
     assert liked.json()["feedback"] == "like" and liked.json()["feedback_label"] is None
     corrected = client.post(
-        f"/api/predictions/{pid}/feedback", json={"feedback": "dislike", "label": "s6"}
+        f"/api/predictions/{pid}/feedback",
+        json={"feedback": "dislike", "label": "s6", "token": token},
     )
     assert corrected.status_code == 200, corrected.text
     summary = corrected.json()
     assert summary["id"] == pid and summary["feedback"] == "dislike"
     assert summary["feedback_label"] == "s6" and summary["feedback_at"] is not None
     assert summary["photo_kept"] is False and summary["client"] == "web"
-    [row] = rows(client)
+    row = next(r for r in rows(client) if r.id == pid)
     assert (row.feedback, row.feedback_label) == ("dislike", "s6")
     assert row.feedback_at is not None and row.feedback_at.tzinfo is not None
 
     details = assert_error(
-        client.post(f"/api/predictions/{pid}/feedback", json={"feedback": "like", "label": "s99"}),
+        client.post(
+            f"/api/predictions/{pid}/feedback",
+            json={"feedback": "like", "label": "s99", "token": token},
+        ),
         422,
         "feedback.unknown_label",
     )
@@ -300,7 +313,10 @@ def test_consent_keeps_the_photo_until_deleted(
     assert row.storage_key is None and row.label == "s6"  # the answer itself is kept
     again = client.delete(f"/api/predictions/{pid}", params={"token": token})
     assert again.status_code == 204
-    feedback = client.post(f"/api/predictions/{pid}/feedback", json={"feedback": "like"})
+    # The deletion token proves it is the visitor too.
+    feedback = client.post(
+        f"/api/predictions/{pid}/feedback", json={"feedback": "like", "token": token}
+    )
     assert feedback.json()["photo_kept"] is False
 
 

@@ -302,11 +302,11 @@ def test_not_an_image(page: Any, server: str, orl: Orl, trained: Settings) -> No
 def test_like(page: Any, server: str, orl: Orl, trained: Settings) -> None:
     page.goto(server)
     response = upload(page, "visitor.png", held_out(orl, "s5"))
-    prediction_id = response.json()["id"]
+    prediction_id, token = response.json()["id"], response.json()["feedback_token"]
     with page.expect_response(lambda r: r.url.endswith(f"/{prediction_id}/feedback")) as info:
         page.click("#like")
     assert info.value.status == 200, info.value.text()
-    assert info.value.request.post_data_json == {"feedback": "like"}
+    assert info.value.request.post_data_json == {"feedback": "like", "token": token}
     expect(page.locator("#feedback-status")).to_contain_text("Thanks")
     expect(page.locator("#like")).to_have_attribute("aria-pressed", "true")
 
@@ -320,7 +320,11 @@ def test_like(page: Any, server: str, orl: Orl, trained: Settings) -> None:
     page.select_option("#correction-label", "s1")
     with page.expect_response(lambda r: r.url.endswith(f"/{prediction_id}/feedback")) as info:
         page.click("#send-correction")
-    assert info.value.request.post_data_json == {"feedback": "dislike", "label": "s1"}
+    assert info.value.request.post_data_json == {
+        "feedback": "dislike",
+        "label": "s1",
+        "token": token,
+    }
     expect(page.locator("#feedback-status")).to_contain_text("s1")
     row = db_prediction(trained, prediction_id)
     assert (row.feedback, row.feedback_label) == ("dislike", "s1")

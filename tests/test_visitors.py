@@ -62,13 +62,20 @@ def test_only_consented_confirmed_photos_train_and_deletion_is_real(
 ) -> None:
     liked = _ask(client, orl["s2"][9], consent=True)  # the 10th photo: never imported
     assert liked["label"] == "s2"
-    client.post(f"/api/predictions/{liked['id']}/feedback", json={"feedback": "like"})
+    client.post(
+        f"/api/predictions/{liked['id']}/feedback",
+        json={"feedback": "like", "token": liked["feedback_token"]},
+    )
     named = _ask(client, orl["s3"][9], consent=True)
     client.post(
-        f"/api/predictions/{named['id']}/feedback", json={"feedback": "dislike", "label": "s4"}
+        f"/api/predictions/{named['id']}/feedback",
+        json={"feedback": "dislike", "label": "s4", "token": named["feedback_token"]},
     )
     no_consent = _ask(client, orl["s5"][9], consent=False)
-    client.post(f"/api/predictions/{no_consent['id']}/feedback", json={"feedback": "like"})
+    client.post(
+        f"/api/predictions/{no_consent['id']}/feedback",
+        json={"feedback": "like", "token": no_consent["feedback_token"]},
+    )
     unconfirmed = _ask(client, orl["s6"][9], consent=True)  # no feedback: no label
     assert unconfirmed["deletion_token"]
 
@@ -117,7 +124,10 @@ def test_only_consented_confirmed_photos_train_and_deletion_is_real(
     assert new_champion.visitor_sources == [f"visitor:{named['id']}"]
 
     # Withdrawing the label (a plain dislike) takes the other one out at the next retrain.
-    client.post(f"/api/predictions/{named['id']}/feedback", json={"feedback": "dislike"})
+    client.post(
+        f"/api/predictions/{named['id']}/feedback",
+        json={"feedback": "dislike", "token": named["feedback_token"]},
+    )
     again = retrain(settings, actor="test")
     assert (again.visitors.added, again.visitors.forgotten) == (0, 1)
     assert _visitor_records(settings) == {}

@@ -127,12 +127,21 @@ class PredictionPublic(BaseModel):
     deletion_token: str | None = Field(
         description="Only when consent was given and the photo kept; shown once"
     )
+    feedback_token: str = Field(
+        description="Send as 'token' with POST /api/predictions/{id}/feedback; shown once"
+    )
 
 
 class FeedbackCreate(_In):
     feedback: Literal["like", "dislike"]
     label: str | None = Field(
         None, max_length=255, description="The class it should have been (optional)"
+    )
+    token: str | None = Field(
+        None,
+        max_length=200,
+        description="The answer's feedback_token (or the photo's deletion token): proof that"
+        " the feedback comes from whoever got the answer",
     )
 
 

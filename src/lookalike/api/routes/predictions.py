@@ -328,6 +328,15 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def feedback_token(settings: Settings, prediction_id: str) -> str:
+    """The secret that proves feedback comes from whoever got the answer (returned once
+    with it). An HMAC of the prediction id: nothing to store, and without the answer nobody
+    can like a prediction (a like makes a kept photo eligible for training)."""
+    key = hmac.new(settings.secret_key.encode(), b"lookalike feedback token", "sha256").digest()
+    mac = hmac.new(key, prediction_id.encode(), "sha256").digest()
+    return base64.urlsafe_b64encode(mac[:24]).decode("ascii")
+
+
 def prediction_row(
     prediction: Prediction,
     answer: dict[str, Any],
@@ -480,6 +489,7 @@ def _predict_and_record(app_state: Any, photos: list[Photo], options: Options) -
         "class_image_url": class_image,
         "consent": row.consent,
         "deletion_token": token,
+        "feedback_token": feedback_token(settings, row.id),
     }
 
 
@@ -560,10 +570,26 @@ def _get_row(session: Session, prediction_id: str) -> PredictionRow:
     summary="Like or dislike an answer, optionally naming the right class",
 )
 def give_feedback(
-    prediction_id: str, body: FeedbackCreate, session: Session = Depends(db_session)
+    request: Request,
+    prediction_id: str,
+    body: FeedbackCreate,
+    session: Session = Depends(db_session),
 ) -> PredictionSummary:
+    settings: Settings = request.app.state.settings
     with session.begin():
         row = _get_row(session, prediction_id)
+        proof = body.token or ""
+        by_answer = hmac.compare_digest(proof, feedback_token(settings, row.id))
+        by_deletion = bool(row.deletion_token_hash) and hmac.compare_digest(
+            token_hash(proof[:MAX_TOKEN_LENGTH]), row.deletion_token_hash or ""
+        )
+        if not (by_answer or by_deletion):
+            raise LookalikeError(
+                "Feedback needs the 'token' that came with the answer (feedback_token), or"
+                " the photo's deletion token: only the person who got the answer can rate it.",
+                code="feedback.bad_token",
+                status=403,
+            )
         if body.label is not None:
             labels = [p["label"] for p in row.probabilities]
             if body.label not in labels:

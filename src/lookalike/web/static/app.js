@@ -786,7 +786,7 @@
   function sendFeedback(kind, label) {
     var prediction = state.prediction;
     if (!prediction || !prediction.id) return Promise.resolve();
-    var payload = { feedback: kind };
+    var payload = { feedback: kind, token: prediction.feedback_token };
     if (label) payload.label = label;
     el.like.disabled = true;
     el.dislike.disabled = true;
