@@ -117,7 +117,7 @@ def test_promote_then_rollback_switch_the_answers(
     assert back.status_code == 200, back.text
     assert back.json() == {"champion": "m0001", "previous": second, "serving": "m0001"}
     assert answer() == "m0001"
-    events = client.get("/api/models").json()["events"]
+    events = client.get("/api/models", headers=auth).json()["events"]
     assert [(e["kind"], e["version"], e["reason"]) for e in events[:2]] == [
         ("rollback", "m0001", "worse"),
         ("promote", second, "try it"),
@@ -161,7 +161,15 @@ def test_retrain_job_runs_in_the_worker(client: TestClient, settings: Settings, 
     body = client.get("/api/models").json()
     assert body["champion"] == "m0001" and body["challenger"] == "m0002"
     refused = next(v for v in body["data"] if v["version"] == "m0002")
-    assert refused["decision"] == "refused" and refused["created_by"].startswith("admin ")
+    # Who made it is for admins: the public view never names an admin or a token.
+    assert refused["decision"] == "refused" and refused["created_by"] is None
+    assert "admin " not in client.get("/api/models").text
+    assert "admin " not in client.get("/api/models/m0002").text
+    seen = client.get("/api/models", headers=auth).json()
+    mine = next(v for v in seen["data"] if v["version"] == "m0002")
+    assert mine["created_by"].startswith("admin ")
+    detail = client.get("/api/models/m0002", headers=auth).json()
+    assert detail["created_by"].startswith("admin ")
     assert_error(client.get(f"/api/models/jobs/{job}"), 401, "auth.required")
 
 

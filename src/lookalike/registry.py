@@ -211,7 +211,7 @@ class Registry:
                         kind="register",
                         model_kind=kind,
                         version=version,
-                        reason=f"registered by {created_by}",
+                        reason="registered",  # who: in actor (shown to admins only)
                         figures=_headline(metrics or {}),
                         actor=created_by,
                     )

@@ -392,6 +392,16 @@ def require_admin(
     return admin
 
 
+def is_admin(request: Request) -> bool:
+    """Whether the request comes from a signed-in admin (for routes that show admins more:
+    a public route never refuses on it, so it is not a dependency)."""
+    try:
+        require_admin(request, None)
+    except ApiError:
+        return False
+    return True
+
+
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 

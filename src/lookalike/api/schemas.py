@@ -238,7 +238,7 @@ class ModelEventPublic(BaseModel):
     previous: str | None
     promoted: bool | None
     reason: str
-    actor: str
+    actor: str | None = Field(description="Who did it (admins only; null otherwise)")
     figures: dict[str, Any]
 
 
@@ -246,7 +246,7 @@ class ModelVersionPublic(BaseModel):
     version: str
     alias: Literal["champion", "challenger"] | None
     created_at: datetime
-    created_by: str
+    created_by: str | None = Field(description="Who made it (admins only; null otherwise)")
     backbone: str | None
     head: str | None
     labels: list[str]

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from lookalike.api.auth import Admin, require_admin, require_csrf
+from lookalike.api.auth import Admin, is_admin, require_admin, require_csrf
 from lookalike.api.deps import get_predictor, get_settings
 from lookalike.api.schemas import (
     ChampionChange,
@@ -65,13 +65,13 @@ def get_registry(request: Request) -> Registry:
     return registry
 
 
-def _version(row: ModelVersion, aliases: dict[str, str]) -> dict[str, Any]:
+def _version(row: ModelVersion, aliases: dict[str, str], admin: bool) -> dict[str, Any]:
     tag = next((a for a, v in aliases.items() if v == row.version), None)
     return {
         "version": row.version,
         "alias": tag,
         "created_at": row.created_at,
-        "created_by": row.created_by,
+        "created_by": row.created_by if admin else None,  # names admins and their tokens
         "backbone": row.backbone,
         "head": row.head,
         "labels": list(row.labels),
@@ -82,23 +82,26 @@ def _version(row: ModelVersion, aliases: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _event(e: ModelEvent) -> ModelEventPublic:
+def _event(e: ModelEvent, admin: bool) -> ModelEventPublic:
     return ModelEventPublic(
         at=e.at, kind=e.kind, version=e.version, previous=e.previous,
-        promoted=e.promoted, reason=e.reason, actor=e.actor, figures=e.figures,
+        promoted=e.promoted, reason=e.reason, actor=e.actor if admin else None,
+        figures=e.figures,
     )  # fmt: skip
 
 
 @router.get("", response_model=ModelsPublic, summary="Every model version and the history")
-def list_models(registry: Registry = Depends(get_registry)) -> ModelsPublic:
+def list_models(request: Request, registry: Registry = Depends(get_registry)) -> ModelsPublic:
+    """Who made a version or moved the champion (``created_by``, ``actor``) only for admins."""
+    admin = is_admin(request)
     rows, aliases = registry.versions(), registry.aliases()
     changes = registry.events(kinds=("promote", "rollback"))
     return ModelsPublic(
-        data=[ModelVersionPublic(**_version(r, aliases)) for r in rows],
+        data=[ModelVersionPublic(**_version(r, aliases, admin)) for r in rows],
         count=len(rows),
         champion=aliases.get("champion"),
         challenger=aliases.get("challenger"),
-        events=[_event(e) for e in changes],
+        events=[_event(e, admin) for e in changes],
     )
 
 
@@ -149,10 +152,13 @@ async def rollback(
 
 
 @router.get("/{version}", response_model=ModelVersionDetail, summary="One version and its history")
-def show_model(version: str, registry: Registry = Depends(get_registry)) -> ModelVersionDetail:
+def show_model(
+    request: Request, version: str, registry: Registry = Depends(get_registry)
+) -> ModelVersionDetail:
+    admin = is_admin(request)
     row = registry.get(version)
-    events = [_event(e) for e in reversed(registry.events(row.kind, version))]
-    return ModelVersionDetail(**_version(row, registry.aliases(row.kind)), events=events)
+    events = [_event(e, admin) for e in reversed(registry.events(row.kind, version))]
+    return ModelVersionDetail(**_version(row, registry.aliases(row.kind), admin), events=events)
 
 
 @router.post(
