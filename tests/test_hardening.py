@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+import struct
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -70,3 +71,26 @@ def test_a_large_photo_without_a_face_is_refused_quickly(client: TestClient) -> 
     assert r.status_code == 422 and r.json()["error"]["code"] == "face.not_found"
     # Decoding alone takes about 0.3 s; detection used to blur the full 36 MP (3.5 s).
     assert cpu < 2.0, f"{cpu:.2f} s of CPU"
+
+
+def big_frame_gif() -> bytes:
+    """A GIF whose logical screen is 100x100 but whose one frame is 65535x65535."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", 100, 100, 0, 0, 0)
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, 65535, 65535, 0x80) + b"\x00\x00\x00\xff\xff\xff"
+    data = b"\x02\x02\x4c\x01\x00"  # LZW minimum code size 2, one tiny block
+    return screen + frame + data + b"\x3b"
+
+
+def test_error_messages_give_the_real_figures(client: TestClient, settings: Settings) -> None:
+    # A 20 MB part: the limit is 15 MB; the message says 20 MB, not where reading stopped.
+    big = b"\xff\xd8" + bytes(20 * 2**20)
+    r = client.post("/api/predictions", files=[("photo", ("big.jpg", big, "image/jpeg"))])
+    error = r.json()["error"]
+    assert r.status_code == 413 and error["code"] == "image.too_many_bytes"
+    assert "is 20.0 MB" in error["message"] and error["details"]["bytes"] == len(big)
+    # A GIF frame far larger than its 100x100 screen: the frame's pixels, not the screen's.
+    r = client.post("/api/predictions", files=[("photo", ("x.gif", big_frame_gif(), "image/gif"))])
+    error = r.json()["error"]
+    assert error["code"] == "image.too_many_pixels", error
+    assert "100x100" not in error["message"] and "10,000 pixels" not in error["message"]
+    assert "4294.8 megapixels" in error["message"], error["message"]

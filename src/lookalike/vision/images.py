@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from lookalike.config import Settings, get_settings
 from lookalike.errors import ImageTooLarge, InvalidImage
 
-__all__ = ["SUPPORTED_FORMATS", "DecodedImage", "decode_image", "read_image"]
+__all__ = ["SUPPORTED_FORMATS", "DecodedImage", "check_image_bytes", "decode_image", "read_image"]
 
 # Pillow's format ids. PGM and PBM are read by the "PPM" plugin and reported as "PPM".
 SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "PPM"})
@@ -161,8 +161,12 @@ def _decode(data: bytes, settings: Settings, name: str) -> tuple[np.ndarray, str
     try:
         im = Image.open(io.BytesIO(data), formats=list(_open_formats()))
     except Image.DecompressionBombError as exc:
-        # Pillow's own (higher) limit tripped inside open(); same refusal as ours.
-        raise _too_many_pixels(name, settings, _declared_size(data), _pixels_from(exc)) from None
+        # Pillow's own (higher) limit tripped inside open(); same refusal as ours. The header's
+        # size is shown only when it is what tripped (a GIF frame can outgrow its screen).
+        pixels, declared = _pixels_from(exc), _declared_size(data)
+        if declared is not None and pixels is not None and declared[0] * declared[1] != pixels:
+            declared = None
+        raise _too_many_pixels(name, settings, declared, pixels) from None
     except UnidentifiedImageError:
         raise _unidentified(data, settings, name, None) from None
     except Exception as exc:  # header parsing raised something other than "not mine"
@@ -231,6 +235,11 @@ def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
 
 
 # --- errors --------------------------------------------------------------------------------------
+
+
+def check_image_bytes(size: int, settings: Settings, name: str) -> None:
+    """Refuse an image of ``size`` bytes before reading it (``image.too_many_bytes``)."""
+    _check_bytes(size, settings.max_image_bytes, name)
 
 
 def _check_bytes(size: int, limit: int, name: str) -> None:

@@ -53,7 +53,7 @@ from lookalike.errors import CannotJudge, LookalikeError, NotFound
 from lookalike.inference import Prediction, Predictor
 from lookalike.registry import Registry
 from lookalike.storage import ObjectStore
-from lookalike.vision.images import DecodedImage
+from lookalike.vision.images import DecodedImage, check_image_bytes
 from lookalike.visits import decode_visit, encode_visit
 
 log = logging.getLogger("lookalike.api")
@@ -174,8 +174,10 @@ async def _read_multipart(request: Request, settings: Settings) -> tuple[list[Ph
         for i, part in enumerate(form.getlist("photo")):
             if not isinstance(part, UploadFile):
                 raise _invalid("photo", "'photo' must be a file part, not a text field")
-            data = await part.read(settings.max_image_bytes + 1)  # bounded; decode refuses more
             label = f"photo {i}" + (f" ({part.filename[:80]})" if part.filename else "")
+            if part.size is not None:  # the parser counted it: say the real size, read nothing
+                check_image_bytes(part.size, settings, label)
+            data = await part.read(settings.max_image_bytes + 1)  # bounded; decode refuses more
             photos.append(Photo(data, label))
         if not photos:
             raise _invalid("photo", "at least one photo is required (field 'photo')", "missing")
