@@ -24,6 +24,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -120,13 +121,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             engine.dispose()
 
-    app = FastAPI(
+    # FastAPI's own /docs loads Swagger UI from a CDN: blank offline. fastapi-offline is the
+    # same page with the same Swagger UI files shipped inside its wheel (MIT, no other
+    # dependency), served here under /api/docs/assets.
+    app = FastAPIOffline(
         title="lookalike",
         version=__version__,
         summary="Who or what does a face look like?",
         lifespan=lifespan,
         docs_url="/api/docs",
         redoc_url=None,
+        static_url="/api/docs/assets",
         openapi_url="/api/openapi.json",
         swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
     )
