@@ -31,7 +31,7 @@ from test_analytics_support import (
 from test_api_support import Orl, api_settings, assert_error, client_for, linked_home, trained_home
 
 from lookalike.analytics.facts import HOURS_COLUMNS, L_BINS, LABELS_COLUMNS, log_columns, log_ts
-from lookalike.analytics.filters import NO_MATCH, parse_filters
+from lookalike.analytics.filters import EARLIEST, LATEST, NO_MATCH, parse_filters
 from lookalike.analytics.timebuckets import Clock, offset_intervals
 from lookalike.analytics.zones import zone
 from lookalike.db import Prediction, init_db, make_engine, session_factory
@@ -369,7 +369,7 @@ def test_every_endpoint_is_admin_only(board: Dashboard) -> None:
         ({"end": "yesterday"}, "query.end"),
         ({"start": "2026-03-02", "end": "2026-03-01"}, "query.end"),
         ({"start": "2026-03-01", "end": "2026-03-01"}, "query.end"),
-        ({"start": "1900-01-01"}, "query.start"),
+        ({"start": "1999-02-30"}, "query.start"),
         ({"label": "x" * 300}, "query.label"),
         ({"model_version": "a\x01b"}, "query.model_version"),
     ],
@@ -388,6 +388,14 @@ def test_bad_buckets_and_splits_are_refused(board: Dashboard) -> None:
     assert details["fields"][0]["field"] == "query.by"
     details = assert_error(board.get("volume", **RANGE, bucket="hour"), 422, "request.invalid")
     assert "31 days" in details["fields"][0]["message"]
+
+
+def test_a_range_beyond_the_calendar_is_clamped_not_refused() -> None:
+    paris = zone("Europe/Paris")
+    far = parse_filters(paris, start="0001-01-01", end="9999-12-31T23:59:59+00:00")
+    assert far.start == EARLIEST and far.end == LATEST  # "from the start", "to the end"
+    early = parse_filters(paris, start="1900-01-01", end="2026-03-01")
+    assert early.start == EARLIEST and early.end.isoformat() == "2026-03-01T00:00:00+01:00"
 
 
 def test_default_range_is_the_last_30_local_days() -> None:

@@ -26,7 +26,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Path:
 
 @pytest.fixture
 def settings(trained: Path, tmp_path: Path) -> Settings:
-    return api_settings(linked_home(trained, tmp_path / "home"), "")
+    database = f"sqlite:///{tmp_path / 'log.sqlite3'}"  # its own: the trained one is shared
+    return api_settings(linked_home(trained, tmp_path / "home"), database)
 
 
 @pytest.fixture

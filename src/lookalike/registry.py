@@ -300,19 +300,23 @@ class Registry:
         (from, to). Versions that were rolled back away from are skipped."""
         current = self.champion(kind)
         if current is None:
-            raise InvalidInput("There is no champion to roll back from.", code="model.none")
+            raise InvalidInput(
+                "There is no champion to roll back from.", code="model.none", status=409
+            )
         target = to if to is not None else self._rollback_target(kind, current)
         if target is None:
             raise InvalidInput(
                 f"{current} has no earlier champion to roll back to; promote a version"
                 " explicitly (lookalike models promote VERSION).",
                 code="model.no_previous",
+                status=409,  # the request is fine; the history has nothing to go back to
             )
         row = self.get(target)
         if row.kind != kind or target == current:
             raise InvalidInput(
                 f"Cannot roll back from {current} to {target}.",
                 code="model.bad_rollback",
+                status=409,
                 details={"from": current, "to": target},
             )
         verify_artifact(self.home, row.artifact, row.digest)

@@ -85,15 +85,19 @@ def _parse_time(field: str, value: str, tz: ZoneInfo) -> datetime:
     expected = "an ISO date (2026-03-01) or datetime (2026-03-01T08:30, 2026-03-01T08:30Z)"
     try:
         if _DATE.fullmatch(text):
-            parsed = local_midnight(date.fromisoformat(text), tz)
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day, time())
         else:
             moment = datetime.fromisoformat(text.replace("z", "Z"))
-            parsed = localize(moment, tz) if moment.tzinfo is None else moment.astimezone(tz)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise invalid(field, f"expected {expected}; got {text[:40]!r}") from None
-    if not EARLIEST <= parsed <= LATEST:
-        raise invalid(field, f"must be between {EARLIEST.year} and {LATEST.year}")
-    return parsed
+    # Nothing is logged before 1971 or after 9999: a range reaching beyond means "from the
+    # start" / "to the end", so it is clamped there rather than refused.
+    try:
+        parsed = localize(moment, tz) if moment.tzinfo is None else moment.astimezone(tz)
+    except OverflowError:  # the first or last day of the calendar, shifted out of it
+        return (EARLIEST if moment.year < EARLIEST.year else LATEST).astimezone(tz)
+    return min(max(parsed, EARLIEST), LATEST).astimezone(tz)
 
 
 def _text(field: str, value: str | None) -> str | None:

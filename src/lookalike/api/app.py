@@ -32,6 +32,7 @@ from lookalike import __version__
 from lookalike.api.deps import GalleryCache
 from lookalike.api.errors import install_error_handlers
 from lookalike.api.limits import BodySizeLimit, RateLimiter
+from lookalike.api.openapi import document_errors, install_openapi
 from lookalike.api.routes import ROUTERS
 from lookalike.api.routes.metrics import Metrics, MetricsMiddleware
 from lookalike.api.routes.uploads import sweep_uploads
@@ -150,8 +151,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.quote_of_the_day = QuoteOfTheDay(settings, sessions)
 
     install_error_handlers(app)
+    document_errors(ROUTERS)
     for router in ROUTERS:
         app.include_router(router)
+    install_openapi(app, settings)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static", check_dir=False), name="static")
     # add_middleware wraps: the last one added is the outermost.
     app.add_middleware(SecurityHeaders)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 Client = Literal["web", "api"]
 
@@ -166,7 +166,7 @@ class PredictionSummary(BaseModel):
 
 class UploadCreate(_In):
     content_type: str = Field(min_length=1, max_length=100, examples=["image/jpeg"])
-    size: int = Field(gt=0, description="Size of the photo in bytes")
+    size: StrictInt = Field(gt=0, description="Size of the photo in bytes")
 
 
 class UploadPublic(BaseModel):
@@ -273,7 +273,12 @@ class PromoteRequest(_In):
 
 
 class RollbackRequest(_In):
-    to: str | None = Field(None, max_length=32, description="Default: the previous champion.")
+    to: str | None = Field(
+        None,
+        max_length=32,
+        pattern=r"^m\d{4,}$",
+        description="A version (m0003). Default: the previous champion.",
+    )
     reason: str = Field("rolled back by an admin", min_length=1, max_length=500)
 
 

@@ -37,6 +37,17 @@ from lookalike.api.errors import ApiError
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 
 
+# ISO 8601 dates and date-times (an instant without an offset is local time, which the
+# OpenAPI date-time format cannot say; its description does).
+ISO_DATE_OR_TIME: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "format": "date"},
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "maxLength": 0, "description": "empty: the default"},
+    ]
+}
+
+
 def analytics_filters(
     request: Request,
     start: str | None = Query(
@@ -44,15 +55,19 @@ def analytics_filters(
         max_length=64,
         description="First day (2026-03-01) or instant (2026-03-01T08:00), in the configured"
         " time zone unless it carries an offset. Default: 30 days before `end`.",
+        json_schema_extra=ISO_DATE_OR_TIME,
     ),
     end: str | None = Query(
         None,
         max_length=64,
         description="End, exclusive (same forms as `start`). Default: the end of today.",
+        json_schema_extra=ISO_DATE_OR_TIME,
     ),
     model_version: str | None = Query(None, description="Only this model version's answers."),
     label: str | None = Query(
-        None, description="Only answers of this class; `__none__`: only 'no strong match'."
+        None,
+        description="Only answers of this class; `__none__`: only lookalike answers (visitors"
+        " not in the gallery).",
     ),
 ) -> Filters:
     settings = get_settings(request)
@@ -200,7 +215,12 @@ def _download(name: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
-@router.get("/export.csv", summary="The prediction log for the filters, as CSV")
+@router.get(
+    "/export.csv",
+    summary="The prediction log for the filters, as CSV",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 async def export_csv(
     request: Request,
     admin: Admin = Depends(require_admin),
