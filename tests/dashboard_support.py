@@ -7,7 +7,7 @@ log: every day of the last 60 days except a gap (``GAP_DAYS``), at local times i
 dashboard's time zone (``TIMEZONE``, which has a daylight saving change in that window),
 several classes, "no strong match", requests with no face or several faces, feedback and
 corrections. ``Seed`` says what was written, so tests can compute the numbers the charts must
-show.
+show. ``build_single_version_home``: one model version and nothing else (no earlier champion).
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ class Seed:
 
     def day(self, days_ago: int) -> date:
         return self.today - timedelta(days=days_ago)
+
+    def lookalikes(self) -> int:
+        """Answered rows whose answer is lookalikes (not in the gallery: no label)."""
+        return sum(1 for _, label, _, faces in self.rows if faces > 0 and label is None)
+
+    def several_faces(self) -> int:
+        return sum(1 for *_, faces in self.rows if faces > 1)
 
     def count(self, start: date | None = None, *, answered: bool = False) -> int:
         """Rows from local day ``start`` on (``answered``: only those where a face was found)."""
@@ -187,3 +194,24 @@ def build_dashboard_home(root: Path, orl: dict[str, list[Path]]) -> tuple[Settin
                 seed.rows.append((day, label, model, faces))
     engine.dispose()
     return settings, seed
+
+
+def build_single_version_home(root: Path, orl: dict[str, list[Path]]) -> Settings:
+    """A registry with one model version (m0001, the champion: nothing to roll back to) and
+    the admin account; no predictions."""
+    settings = Settings(
+        home=root / "home",
+        backbone="test",
+        secret_key=SECRET,
+        rate_limit_per_minute=0,
+        retrain_min_new_images=0,
+        timezone=TIMEZONE,
+    )
+    import_images(_folders(root / "photos", {p: orl[p][:4] for p in FIRST_CLASSES}), settings)
+    retrain(settings, strict=False, actor="seed", trigger="setup")
+    engine = make_engine(settings.effective_database_url)
+    init_db(settings.effective_database_url)
+    with session_factory(engine)() as session:
+        accounts.create_user(session, ADMIN, PASSWORD)
+    engine.dispose()
+    return settings

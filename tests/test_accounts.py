@@ -204,7 +204,8 @@ def test_admin_commands(cli_env: str) -> None:
     )
     assert "Created admin user 'frank'" in err
     out, _ = admin("list-users")
-    lines = [line.split("\t") for line in out.splitlines()]
+    header, *lines = [line.split("\t") for line in out.splitlines()]
+    assert header == ["name", "created", "last sign-in"]
     assert [(row[0], row[2]) for row in lines] == [("erin", "never"), ("frank", "never")]
     assert PASSWORD not in out
 
@@ -221,7 +222,8 @@ def test_admin_commands(cli_env: str) -> None:
     assert token.startswith("lka_") and len(out.splitlines()) == 1  # alone on stdout
     assert "shown only this once" in err
     out, _ = admin("list-tokens")
-    (line,) = out.splitlines()
+    header, line = out.splitlines()
+    assert header.split("\t") == ["id", "name", "status", "created", "last used"]
     token_id, name, status, _created, last_used = line.split("\t")
     assert (name, status, last_used) == ("ci", "active", "never") and token not in out
     _, err = admin("revoke-token", token_id)
@@ -230,7 +232,8 @@ def test_admin_commands(cli_env: str) -> None:
 
     admin("delete-user", "erin", input="n\n", code=1)  # asks first; "no" aborts
     admin("delete-user", "erin", "--yes")
-    assert [line.split("\t")[0] for line in admin("list-users")[0].splitlines()] == ["frank"]
+    names = [line.split("\t")[0] for line in admin("list-users")[0].splitlines()]
+    assert names == ["name", "frank"]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,9 @@
 """The admin dashboard and models pages in a real browser (Debian's Chromium via Playwright)
 against the real server, on a seeded data dir (``dashboard_support``): every chart drawn with
-data, the date filter changing the numbers, the CSV export, the empty state, the registry
-table and its gate figures, promote / roll back / retrain through the confirmation dialog.
+data, the date filter changing the numbers, the CSV export, the empty state, one denominator
+for every share, readable axes with a single data point, the registry table and its gate
+figures, promote / roll back / retrain through the confirmation dialog, roll back offered only
+when there is an earlier champion (and the API's refusal shown when it comes anyway).
 
 One server per module (with the job worker in threads, as ``lookalike serve`` runs it).
 Screenshots are kept in ``tests/artifacts/``. The pages run under their real
@@ -42,6 +44,10 @@ CHARTS = [
     "drift",
 ]
 CARDS = ["classes", "accuracy", "volume", "heatmap", "latency", "confidence", "feedback", "drift"]
+COUNT_CHARTS = ["classes", "classes-by-model", "volume", "confidence", "feedback"]  # y: counts
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+SINGLE_DAY_AGO = 12  # m0003 was made that day (09:00): one version, one day of predictions
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +144,41 @@ def chart(page: Any, chart_id: str) -> dict[str, Any]:
     return result
 
 
+def axis(page: Any, chart_id: str, name: str = "xaxis") -> dict[str, Any]:
+    """How plotly laid out one axis of ``#chart-<id>``: its range (ms for dates), tick step
+    and the tick labels it drew."""
+    result: dict[str, Any] = page.evaluate(
+        """([id, name]) => {
+            const div = document.getElementById('chart-' + id);
+            const ax = div._fullLayout[name];
+            const cls = name.charAt(0) + 'tick';
+            return {
+                range: ax.range.map(v => ax.r2l(v)),
+                dtick: ax.dtick,
+                ticks: [...div.querySelectorAll('.' + cls + ' text')].map(t => t.textContent),
+            };
+        }""",
+        [chart_id, name],
+    )
+    return result
+
+
+def colorbar_ticks(page: Any, chart_id: str) -> list[str]:
+    return list(
+        page.evaluate(
+            """(id) => [...document.querySelectorAll('#chart-' + id + ' .colorbar .cbaxis text')]
+                .map(t => t.textContent)""",
+            chart_id,
+        )
+    )
+
+
+def assert_whole_ticks(ticks: list[str], where: str) -> None:
+    """Count axes tick in whole numbers: no "0.5" predictions."""
+    assert ticks, f"{where}: no tick labels"
+    assert all(re.fullmatch(r"\d[\d,]*", t) for t in ticks), (where, ticks)
+
+
 def volume_total(page: Any) -> int:
     return int(
         page.evaluate(
@@ -222,8 +263,9 @@ def test_dashboard_charts_filters_and_csv(
     expect(page.locator("#summary-classes")).to_contain_text(f"{everything} predictions")
     expect(page.locator("#latency-p50")).to_have_text(re.compile(r"^\d[\d,]* ms$"))
     expect(page.locator("#latency-p95")).to_have_text(re.compile(r"^\d[\d,]* ms$"))
-    for share in ["#share-no-strong-match", "#share-no-face", "#share-several-faces"]:
+    for share in ["#share-no-strong-match", "#share-several-faces"]:
         expect(page.locator(share)).to_have_text(re.compile(r"^\d+\.\d%$"))
+    expect(page.locator("#count-no-face")).to_have_text(str(len(seed.rows) - everything))
     expect(page.locator("#champion-version")).to_have_text("m0002")
     expect(page.locator("#summary-drift")).to_contain_text("threshold")
     assert page.locator("#confusion-table tbody tr").count() > 0
@@ -276,6 +318,91 @@ def test_dashboard_empty_range(page: Any, server: str, seed: Seed, analytics: No
         expect(card.locator(".chart").first).to_be_hidden()
         expect(card.locator(".error")).to_be_hidden()
     expect(page.locator("#champion-version")).to_have_text("m0002")
+
+
+def test_every_share_is_of_the_predictions(
+    page: Any, server: str, seed: Seed, analytics: None
+) -> None:
+    """One denominator, the predictions (photos with a face, answered), for every % on the
+    page: the lookalike share is the same in the key figures, the class chart and the
+    confidence card, and the page says what it is a share of."""
+    sign_in(page, server, f"/admin?start={seed.day(DAYS).isoformat()}")
+    wait_loaded(page, "#dashboard", 1)
+    predictions = seed.count(answered=True)
+    requests = len(seed.rows)
+    assert requests > predictions  # requests with no face: a different denominator
+    shown = page.locator("#share-no-strong-match").inner_text()
+    bar = page.evaluate(
+        """() => {
+            const t = document.getElementById('chart-classes').data[0];
+            return t.text[t.x.indexOf('Lookalike answers')];
+        }"""
+    )
+    assert bar == shown
+    expect(page.locator("#confidence-no-strong-match")).to_have_text(shown)
+    assert float(shown.rstrip("%")) == pytest.approx(
+        100 * seed.lookalikes() / predictions, abs=0.05
+    )
+    several = page.locator("#share-several-faces").inner_text()
+    assert float(several.rstrip("%")) == pytest.approx(
+        100 * seed.several_faces() / predictions, abs=0.05
+    )
+    expect(page.locator("#confidence-predictions")).to_have_text(str(predictions))
+    expect(page.locator("#count-no-face")).to_have_text(str(requests - predictions))
+    expect(page.locator("#share-note")).to_contain_text(
+        f"Every % on this page is a share of the {predictions} predictions"
+    )
+    expect(page.locator("#confidence-share-note")).to_have_text(
+        f"% of the {predictions} predictions."
+    )
+    # Every "%" on the page (text and charts) is k of the predictions, for a whole k.
+    text = page.evaluate("document.body.innerText") + " ".join(
+        page.evaluate(
+            "[...document.querySelectorAll('.js-plotly-plot text')].map(t => t.textContent)"
+        )
+    )
+    shares = [float(v) for v in re.findall(r"(\d+(?:\.\d+)?)%", text)]
+    assert len(shares) >= 3, text
+    for value in shares:
+        k = value * predictions / 100
+        assert abs(k - round(k)) <= 0.05 * predictions / 100 + 1e-9, (value, predictions)
+
+
+def test_one_day_axes(page: Any, server: str, seed: Seed, analytics: None) -> None:
+    """A single day: one model version, one point a day. Time axes span a day or more and
+    tick in hours or days (no "09:00:00.0005"); accuracy stays 0-1; counts tick in whole
+    numbers."""
+    day = seed.day(SINGLE_DAY_AGO).isoformat()
+    sign_in(page, server, f"/admin?start={day}&to={day}")
+    wait_loaded(page, "#dashboard", 1)
+    points = page.evaluate(
+        "['accuracy', 'latency', 'drift'].map(id => document.getElementById('chart-' + id)"
+        ".data[0].x.length)"
+    )
+    assert points == [1, 1, 1]
+    no_seconds = re.compile(r"\d:\d\d:\d|\d\.\d")
+    accuracy = axis(page, "accuracy")
+    assert accuracy["range"][1] - accuracy["range"][0] >= DAY_MS, accuracy
+    assert accuracy["dtick"] >= HOUR_MS and accuracy["ticks"], accuracy
+    assert not any(no_seconds.search(t) for t in accuracy["ticks"]), accuracy
+    assert axis(page, "accuracy", "yaxis")["range"] == [0, 1]
+    for chart_id in ["volume", "latency", "drift"]:  # daily figures: ticks are days
+        x = axis(page, chart_id)
+        assert x["range"][1] - x["range"][0] >= 2 * DAY_MS, (chart_id, x)
+        assert x["dtick"] >= DAY_MS and x["ticks"], (chart_id, x)
+        assert not any(":" in t or no_seconds.search(t) for t in x["ticks"]), (chart_id, x)
+    for chart_id in COUNT_CHARTS:
+        if not chart(page, chart_id)["hidden"]:
+            assert_whole_ticks(axis(page, chart_id, "yaxis")["ticks"], chart_id)
+    assert_whole_ticks(colorbar_ticks(page, "heatmap"), "heatmap colour bar")
+
+    page.select_option("#filter-bucket", "hour")  # a few hours of that day
+    wait_loaded(page, "#dashboard", 2)
+    x = axis(page, "volume")
+    assert x["range"][1] - x["range"][0] >= DAY_MS and x["dtick"] >= HOUR_MS, x
+    assert not any(no_seconds.search(t) for t in x["ticks"]), x
+    assert_whole_ticks(axis(page, "volume", "yaxis")["ticks"], "volume per hour")
+    page.screenshot(path=str(ARTIFACTS / "dashboard_one_day.png"), full_page=True)
 
 
 # --- the models page -----------------------------------------------------------------------------
@@ -362,6 +489,7 @@ def test_models_table_details_promote_and_roll_back(page: Any, server: str) -> N
     assert page.request.get(server + "/api/models").json()["champion"] == "m0003"
 
     # ... and roll back to m0002.
+    expect(page.locator("#rollback")).to_have_text("Roll back to m0002")
     page.click("#rollback")
     expect(page.locator("#confirm-title")).to_have_text("Roll back from m0003?")
     confirm(page)
@@ -376,6 +504,77 @@ def test_models_table_details_promote_and_roll_back(page: Any, server: str) -> N
     page.click("tr[data-version=m0002] button[data-action=details]")
     expect(page.locator("tr[data-details-for=m0002]")).to_have_attribute("data-loaded", "true")
     page.screenshot(path=str(ARTIFACTS / "models.png"), full_page=True)
+
+
+def csrf_headers(page: Any) -> dict[str, str]:
+    return {"X-CSRF-Token": page.get_attribute('meta[name="csrf-token"]', "content") or ""}
+
+
+def test_rollback_refused_by_the_api_is_explained(page: Any, server: str) -> None:
+    """The page offers to roll back to the version the API would pick; when the registry
+    changed meanwhile and the API refuses, its message is shown and the page catches up."""
+    open_models(page, server)
+    expect(page.locator("#champion")).to_have_text("m0002")
+    rollback = page.locator("#rollback")
+    expect(rollback).to_be_enabled()
+    expect(rollback).to_have_text("Roll back to m0001")  # m0003 was rolled back from: skipped
+    expect(page.locator("#rollback-note")).to_be_hidden()
+    headers = csrf_headers(page)
+    try:
+        # Another admin rolls back first: the API goes where this page said.
+        answer = page.request.post(
+            server + "/api/models/rollback", headers=headers, data={"reason": "elsewhere"}
+        )
+        assert answer.ok and answer.json()["champion"] == "m0001", answer.text()
+        rollback.click()
+        confirm(page)
+        error = page.locator("#models-error")
+        expect(error).to_be_visible()
+        expect(error).to_contain_text("Could not roll back: m0001 has no earlier champion")
+        expect(page.locator("#models-status")).to_have_text("")
+        expect(page.locator("#champion")).to_have_text("m0001")  # the page caught up
+        expect(rollback).to_be_disabled()
+        expect(rollback).to_have_text("Roll back")
+        expect(page.locator("#rollback-note")).to_contain_text("no earlier champion")
+    finally:
+        page.request.post(
+            server + "/api/models/m0002/promote", headers=headers, data={"reason": "restored"}
+        )
+    assert page.request.get(server + "/api/models").json()["champion"] == "m0002"
+
+
+@pytest.fixture(scope="module")
+def single_server(
+    tmp_path_factory: pytest.TempPathFactory, orl: dict[str, list[Path]]
+) -> Iterator[str]:
+    """A second server whose registry holds one version (no earlier champion)."""
+    from dashboard_support import build_single_version_home
+
+    from lookalike.api import create_app
+
+    settings = build_single_version_home(tmp_path_factory.mktemp("single_version"), orl)
+    with running_server(create_app(settings)) as base:
+        yield base
+
+
+def test_one_version_cannot_be_rolled_back(page: Any, single_server: str) -> None:
+    open_models(page, single_server)
+    expect(page.locator("#champion")).to_have_text("m0001")
+    expect(page.locator("#rollback")).to_be_disabled()
+    expect(page.locator("#rollback-note")).to_be_visible()
+    expect(page.locator("#rollback-note")).to_contain_text(
+        "m0001 has no earlier champion (it is the only version)"
+    )
+    refused = page.request.post(
+        single_server + "/api/models/rollback", headers=csrf_headers(page), data={}
+    )
+    assert refused.status == 409 and refused.json()["error"]["code"] == "model.no_previous"
+    # The timeline of one version: the day around it in hours, accuracy on 0-1.
+    x = axis(page, "timeline")
+    assert x["range"][1] - x["range"][0] >= DAY_MS and x["dtick"] >= HOUR_MS, x
+    assert x["ticks"] and not any(re.search(r"\d:\d\d:\d|\d\.\d", t) for t in x["ticks"]), x
+    assert axis(page, "timeline", "yaxis")["range"] == [0, 1]
+    page.screenshot(path=str(ARTIFACTS / "models_one_version.png"), full_page=True)
 
 
 def test_retrain_now(page: Any, server: str) -> None:

@@ -251,3 +251,50 @@ def test_home_from_environment(home: tuple[Path, dict[str, Result]]) -> None:
     proc = run("classes", "list", env={"LOOKALIKE_HOME": str(home[0])})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [f"{p}\t6" for p in PEOPLE]
+
+
+def test_help_reads_as_sentences() -> None:
+    """Every command's summary is a whole sentence, and flags show no "<bool>" type."""
+
+    def cut(text: str) -> list[str]:  # summaries click shortened with "..."
+        return [line for line in text.splitlines() if line.rstrip().endswith("...")]
+
+    def help_of(*args: str) -> str:
+        return CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "80"}).output
+
+    text = help_of()
+    assert "<bool>" not in text and cut(text) == ["Usage: root [OPTIONS] COMMAND [ARGS]..."]
+    for sub in ("models", "admin", "names", "classes"):
+        out = help_of(sub)
+        assert "<bool>" not in out and len(cut(out)) == 1, out
+    train = help_of("train")
+    assert "--json   " in train and "<bool>" not in train
+    assert "champion; later ones replace it" in " ".join(train.split())
+
+
+def test_an_import_that_imports_nothing_fails_and_says_the_layout(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "a.jpg").write_bytes(b"not really a photo")
+    (flat / "b.png").write_bytes(b"nor this")
+    junk = tmp_path / "junk" / "Alice"
+    junk.mkdir(parents=True)
+    (junk / "note.txt").write_text("not a photo")
+    for source, what in (
+        (empty, "no files"),
+        (flat, "every file was refused"),
+        (junk.parent, "every file was refused"),
+    ):
+        done = run("import", source, "--home", tmp_path / "home", "--backbone", "test")
+        assert done.returncode == 2, (source, done.stdout, done.stderr)
+        assert "[import.nothing_imported]" in done.stderr and what in done.stderr
+        assert "one sub-folder per class" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_evaluate_without_any_model_says_how_to_make_one(tmp_path: Path) -> None:
+    done = run("evaluate", "--version", "m0009", "--home", tmp_path / "home")
+    assert done.returncode == 2
+    assert "there is no model yet" in done.stderr and "Known: ." not in done.stderr
+    assert "lookalike train" in done.stderr

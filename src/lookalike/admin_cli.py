@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Admin users (sign-in to /admin) and API tokens (automation).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 err = Console(stderr=True, soft_wrap=True)
@@ -115,13 +116,17 @@ def set_password(
 
 @app.command("list-users")
 def list_users(home: HomeOpt = None) -> None:
-    """Admin users: name, created, last sign-in (one tab-separated line each)."""
+    """List admin users.
+
+    Name, created, last sign-in: one tab-separated line each, under a header."""
     from lookalike import accounts
 
     with database(_settings(home)) as session:
         users = accounts.list_users(session)
     if not users:
         err.print("No admin users yet: `lookalike admin create-user NAME` adds one.")
+        return
+    print("name\tcreated\tlast sign-in")
     for user in users:
         print(f"{user.name}\t{_when(user.created_at)}\t{_when(user.last_login_at)}")
 
@@ -148,7 +153,9 @@ def create_token(
     name: Annotated[str, typer.Argument(help="What the token is for, e.g. 'ci' or 'cron'.")],
     home: HomeOpt = None,
 ) -> None:
-    """Make an admin API token; it is printed once, alone on standard output."""
+    """Make an admin API token.
+
+    It is printed once, alone on standard output."""
     from lookalike import accounts
 
     with database(_settings(home)) as session:
@@ -165,13 +172,17 @@ def create_token(
 
 @app.command("list-tokens")
 def list_tokens(home: HomeOpt = None) -> None:
-    """API tokens: id, name, status, created, last used (one tab-separated line each)."""
+    """List API tokens.
+
+    Id, name, status, created, last used: one tab-separated line each, under a header."""
     from lookalike import accounts
 
     with database(_settings(home)) as session:
         tokens = accounts.list_tokens(session)
     if not tokens:
         err.print("No admin tokens yet: `lookalike admin create-token NAME` makes one.")
+        return
+    print("id\tname\tstatus\tcreated\tlast used")
     for t in tokens:
         status = "active" if t.active else f"revoked {_when(t.revoked_at)}"
         print(f"{t.id}\t{t.name}\t{status}\t{_when(t.created_at)}\t{_when(t.last_used_at)}")

@@ -160,9 +160,14 @@ def load_model(home: Path, version: str | None) -> TrainedModel:
     path = models_dir(home) / version
     # A version names a directory under models/: refuse "../x", ".building-*", "current".
     if not VERSION_PATTERN.fullmatch(version) or not path.is_dir():
+        known = list_versions(home)
         raise NotFound(
-            f"Model version {version!r} does not exist. Known: {', '.join(list_versions(home))}",
+            f"Model version {version!r} does not exist. Known: {', '.join(known)}."
+            if known
+            else f"Model version {version!r} does not exist: there is no model yet. Import"
+            " images (lookalike import DIR) and train one (lookalike train) first.",
             code="model.not_found",
+            details={"version": version[:64], "known": known[-20:]},
         )
     try:
         raw = json.loads((path / "model.json").read_text())

@@ -22,16 +22,21 @@ from rich.table import Table
 
 from lookalike.admin_cli import app as admin_app
 from lookalike.config import Settings, get_settings
-from lookalike.errors import CannotJudge, InvalidInput, LookalikeError
+from lookalike.errors import CannotJudge, DatasetError, InvalidInput, LookalikeError
 from lookalike.names.cli import app as names_app
 
 app = typer.Typer(
     help="Which class (person, character, celebrity) does a face look like?",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: flags without a "<bool>" type column, and docstrings wrapped as paragraphs
+    # (rich mode keeps their line breaks and cut the first sentence in two).
+    rich_markup_mode=None,
     add_completion=False,
 )
-classes_app = typer.Typer(help="List and rename classes.", no_args_is_help=True)
+classes_app = typer.Typer(
+    help="List and rename classes.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(classes_app, name="classes")
 app.add_typer(admin_app, name="admin")
 app.add_typer(names_app, name="names")
@@ -86,7 +91,9 @@ def import_cmd(
     backbone: Annotated[str | None, typer.Option(help="Backbone: face, image, test.")] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Import labelled images: DIR/<class>/<image>, a .zip of that, or a path,label CSV."""
+    """Import labelled images.
+
+    DIR/<class>/<image>, a .zip of that, or a path,label CSV."""
     from lookalike.data.importers import import_images
 
     settings = settings_from(home)
@@ -105,11 +112,22 @@ def import_cmd(
         f" {report.already_present} already present; {report.rejected} rejected;"
         f" {sum(p.severity == 'warning' for p in report.problems)} warning(s)."
     )
+    if report.added == 0 and report.already_present == 0:
+        what = "no files" if not report.seen and not report.problems else "every file was refused"
+        raise DatasetError(
+            f"Nothing was imported from {source} ({what}). Expected a folder with one"
+            " sub-folder per class (photos/Alice/1.jpg, photos/Bob/2.jpg), a .zip of that, or"
+            " a CSV of path,label rows.",
+            code="import.nothing_imported",
+            details={"rejected": report.rejected},
+        )
 
 
 @app.command()
 def check(home: HomeOpt = None) -> None:
-    """Report the dataset: images per class, classes too small to train, warnings."""
+    """Report the dataset.
+
+    Images per class, classes too small to train, warnings."""
     from lookalike.data.store import DatasetStore
 
     settings = settings_from(home)
@@ -131,7 +149,9 @@ def check(home: HomeOpt = None) -> None:
 
 @classes_app.command("list")
 def classes_list(home: HomeOpt = None) -> None:
-    """Classes and their image counts, one ``name<TAB>count`` line each."""
+    """List classes and their image counts.
+
+    One ``name<TAB>count`` line each."""
     from lookalike.data.store import DatasetStore
 
     for label, n in sorted(DatasetStore(settings_from(home)).load().counts().items()):
@@ -140,7 +160,9 @@ def classes_list(home: HomeOpt = None) -> None:
 
 @classes_app.command("rename")
 def classes_rename(old: str, new: str, home: HomeOpt = None) -> None:
-    """Rename a class (its display name). Retrain for models to use the new name."""
+    """Rename a class (its display name).
+
+    Retrain for models to use the new name."""
     from lookalike.data.store import DatasetStore
 
     n = DatasetStore(settings_from(home)).rename_class(old, new)
@@ -210,7 +232,9 @@ def retrain(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
-    """Retrain now: a challenger from the current dataset (only new images are embedded),
+    """Retrain now, promoting the new model only if it wins.
+
+    A challenger from the current dataset (only new images are embedded),
     compared with the champion on the same frozen test set, promoted only when it wins."""
     from lookalike.retrain import retrain as run_retrain
 
@@ -256,7 +280,9 @@ def worker(
     home: HomeOpt = None,
     workers: Annotated[int, typer.Option(min=1, help="Jobs run at the same time.")] = 1,
 ) -> None:
-    """Run the job worker: scheduled retrains, the new-images check, queued retrains."""
+    """Run the job worker.
+
+    Scheduled retrains, the new-images check, queued retrains."""
     from lookalike.jobs import Jobs
 
     settings = settings_from(home)
@@ -271,7 +297,9 @@ def worker(
 
 
 models_app = typer.Typer(
-    help="The model registry: list, show, promote, roll back.", no_args_is_help=True
+    help="The model registry: list, show, promote, roll back.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(models_app, name="models")
 
@@ -281,7 +309,9 @@ def models_list(
     home: HomeOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Every model version, newest first, with its test figures and the gate's decision."""
+    """List model versions.
+
+    Newest first, with test figures and the gate's decision."""
     from lookalike.registry import Registry
 
     with Registry(settings_from(home)) as registry:
@@ -332,7 +362,9 @@ def models_show(
     version: Annotated[str, typer.Argument(help="Model version, e.g. m0003.")],
     home: HomeOpt = None,
 ) -> None:
-    """One version and its history: registration, gate decision with figures, promotions."""
+    """Show one version and its history.
+
+    Registration, gate decision with figures, promotions."""
     from lookalike.registry import Registry
 
     with Registry(settings_from(home)) as registry:
@@ -356,7 +388,9 @@ def models_promote(
     reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "promoted by hand",
     home: HomeOpt = None,
 ) -> None:
-    """Make a version the champion (serving processes switch without a restart)."""
+    """Make a version the champion.
+
+    Serving processes switch without a restart."""
     from lookalike.registry import Registry
 
     with Registry(settings_from(home)) as registry:
@@ -372,7 +406,9 @@ def models_rollback(
     reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "rolled back by hand",
     home: HomeOpt = None,
 ) -> None:
-    """Go back to the previous champion (serving processes switch without a restart)."""
+    """Go back to the previous champion.
+
+    Serving processes switch without a restart."""
     from lookalike.registry import Registry
 
     with Registry(settings_from(home)) as registry:
@@ -386,7 +422,9 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Evaluate a model on its frozen test set: metrics.json + confusion.png."""
+    """Evaluate a model on its frozen test set.
+
+    Writes metrics.json + confusion.png."""
     from lookalike.registry import Registry
     from lookalike.training.train import evaluate as run_evaluate
 
@@ -428,7 +466,9 @@ def predict(
     version: Annotated[str | None, typer.Option(help="Model version (default: champion).")] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Who does each photo look like? This is X, you look like X, or cannot judge."""
+    """Who does each photo look like?
+
+    This is X, you look like X, or cannot judge."""
     from lookalike.inference import Predictor, Visit
     from lookalike.vision.images import read_image
 
@@ -500,7 +540,9 @@ def backbones() -> None:
 
 @app.command("settings")
 def settings_cmd() -> None:
-    """Every setting, its value and what it does (env LOOKALIKE_<NAME>)."""
+    """List every setting, its value and what it does.
+
+    Each is read from the environment as LOOKALIKE_<NAME>."""
     s = get_settings()
     table = Table()
     for col in ("env", "value", "description"):
@@ -527,7 +569,9 @@ def run_server(settings: Settings, host: str | None = None, port: int | None = N
 
 @app.command()
 def serve(host: HostOpt = None, port: PortOpt = None, home: HomeOpt = None) -> None:
-    """Run the web service: the public page at / and the JSON API under /api."""
+    """Run the web service.
+
+    The public page at / and the JSON API under /api."""
     run_server(settings_from(home), host, port)
 
 
@@ -543,7 +587,9 @@ def demo(
     host: HostOpt = None,
     port: PortOpt = None,
 ) -> None:
-    """Build the ORL demo (40 people), import, train, answer for the held-out visitors, then
+    """Build the ORL demo, train and serve it.
+
+    40 people (10 of them strangers), import, train, answer for the held-out visitors, then
     serve the web page (unless --no-serve)."""
     from lookalike.demo import run_demo
     from lookalike.server import check_port

@@ -87,6 +87,10 @@ def run_demo(settings: Settings, dest: Path, console: Console) -> dict[str, Coun
         f"Visitors' photos to try on the page: {visitors} (Person 31 to Person 40 are"
         " strangers: nobody in the gallery)."
     )
-    console.print("Rename people with: lookalike classes rename 'Person 01' 'Alice' (then train).")
+    console.print(
+        "Rename people with: .venv/bin/lookalike classes rename 'Person 01' 'Alice' (then"
+        " train). Admin dashboard: make an account with `.venv/bin/lookalike admin create-user"
+        " NAME`, then open /admin."
+    )
     console.print(ensure_name_generator(settings))  # so /names works out of the box
     return rows

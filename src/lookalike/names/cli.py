@@ -13,8 +13,9 @@ from rich.markup import escape
 from lookalike.config import Settings, get_settings
 
 app = typer.Typer(
-    help="Invent new names with a character-level GRU (train it, then generate).",
+    help="Invent new names with a character-level GRU.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 console = Console(soft_wrap=True)
@@ -44,7 +45,9 @@ def train_cmd(
     home: HomeOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Train the name generator, register it, and promote it when it should answer."""
+    """Train the name generator.
+
+    Registers it, and promotes it when it should answer."""
     from dataclasses import replace
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -102,7 +105,9 @@ def generate_cmd(
     home: HomeOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Invent new names (never one of the training corpus), one per line."""
+    """Invent new names, one per line.
+
+    Never one of the training corpus."""
     from lookalike.names.service import NameGenerator
 
     generator = NameGenerator(_settings(home))

@@ -51,6 +51,12 @@
     return (Number(p) * 100).toFixed(digits === undefined ? 1 : digits) + "%";
   }
 
+  /* Every "%" on this page is a share of the predictions (requests where a face was found and
+   * answered): the same figure can never show two values. */
+  function shareOf(part, predictions) {
+    return predictions ? percent(part / predictions) : "–";
+  }
+
   function ms(value) {
     if (value === null || value === undefined || isNaN(value)) return "–";
     return Math.round(Number(value)).toLocaleString("en-US") + " ms";
@@ -239,11 +245,93 @@
     modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines"],
   };
 
+  // --- axes ------------------------------------------------------------------------------------
+
+  var HOUR_MS = 3600000;
+  /* The finest tick step of a time axis, per kind of x value: timestamps ("instant") and hourly
+   * buckets may tick in hours, daily figures in days, weekly buckets in weeks ... */
+  var UNIT_MS = { instant: HOUR_MS, hour: HOUR_MS, day: DAY_MS, week: 7 * DAY_MS, month: 30 * DAY_MS };
+  /* ... and the least span the axis shows: one point (or a few close ones) gets a day around it
+   * (two days, weeks or months for daily, weekly or monthly figures), never plotly's
+   * milliseconds around a lone point. */
+  var MIN_SPAN_MS = { instant: DAY_MS, hour: DAY_MS, day: 2 * DAY_MS, week: 14 * DAY_MS, month: 61 * DAY_MS };
+
+  /* A wall time ("2024-05-01", "2024-05-01 10:00:00") as plotly reads it: ms, as if UTC. */
+  function wallMs(value) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?/.exec(String(value));
+    if (!m) return NaN;
+    return Date.UTC(+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0), +(m[6] || 0));
+  }
+
+  function wallString(value) {
+    return new Date(value).toISOString().slice(0, 19).replace("T", " ");
+  }
+
+  /* A date axis for ``values`` (wall times) of one ``unit`` (a key of UNIT_MS). */
+  function timeAxis(values, unit) {
+    var axis = { type: "date" };
+    var times = values.map(wallMs).filter(function (t) { return !isNaN(t); });
+    if (!times.length) return axis;
+    var step = UNIT_MS[unit] || DAY_MS;
+    var least = MIN_SPAN_MS[unit] || DAY_MS;
+    var lo = Math.min.apply(null, times);
+    var hi = Math.max.apply(null, times);
+    if (hi - lo < least) {
+      var pad = (least - (hi - lo)) / 2;
+      lo -= pad;
+      hi += pad;
+      axis.range = [wallString(lo), wallString(hi)];
+    }
+    if (unit === "week") {
+      // Ticks on the buckets' own first days (plotly's weekly ticks fall on Sundays).
+      axis.tickmode = "linear";
+      axis.tick0 = wallString(Math.min.apply(null, times));
+      axis.dtick = step * Math.max(1, Math.ceil((hi - lo) / step / 8));
+    } else {
+      // At most one tick per unit: plotly's tick step is then never finer than the unit.
+      axis.nticks = Math.max(2, Math.min(10, Math.floor((hi - lo) / step) + 1));
+    }
+    return axis;
+  }
+
+  /* A whole-number step for a count axis whose largest value is ``max`` (at most ~8 ticks). */
+  function wholeStep(max) {
+    for (var base = 1; ; base *= 10) {
+      for (var i = 0; i < 3; i++) {
+        var step = [1, 2, 5][i] * base;
+        if (Number(max || 0) / step <= 8) return step;
+      }
+    }
+  }
+
+  /* A count axis: from 0, whole numbers only (never 0.5 predictions). */
+  function countAxis(max, title) {
+    return {
+      title: { text: title }, rangemode: "tozero", tickmode: "linear", tick0: 0,
+      dtick: wholeStep(max), tickformat: ",d",
+    };
+  }
+
+  function maxOf(values) {
+    var numbers = values.map(Number).filter(function (v) { return !isNaN(v); });
+    return numbers.length ? Math.max.apply(null, numbers) : 0;
+  }
+
+  /* Accuracy and macro-F1 are 0..1 on the frozen test set: the axis is always the whole range. */
+  var RATIO_AXIS = {
+    range: [0, 1], autorange: false, rangemode: "normal", tickmode: "linear", tick0: 0,
+    dtick: 0.2, tickformat: ".1f",
+  };
+
   function plot(id, traces, layout) {
     var div = $(id);
     div.hidden = false;
     if (!window.Plotly) throw new Error("plotly.js did not load (/admin/assets/plotly.min.js).");
-    return window.Plotly.react(div, traces, baseLayout(layout), CONFIG);
+    var full = baseLayout(layout);
+    if (full.xaxis.nticks) { // a narrow chart: fewer (so coarser, never finer) time ticks
+      full.xaxis.nticks = Math.min(full.xaxis.nticks, Math.max(2, Math.floor((div.clientWidth || 600) / 110)));
+    }
+    return window.Plotly.react(div, traces, full, CONFIG);
   }
 
   function hideChart(id) {
@@ -289,17 +377,22 @@
     setText(
       "summary-classes",
       count(total) + " predictions · " + data.length + " different answers · most often " +
-        labelName(top.label) + " (" + count(top.count) + ", " + percent(top.share) + ")"
+        labelName(top.label) + " (" + count(top.count) + ", " + shareOf(top.count, total) +
+        " of predictions)"
     );
     plot("chart-classes", [{
       type: "bar",
       x: data.map(function (d) { return labelName(d.label); }),
       y: data.map(function (d) { return d.count; }),
-      text: data.map(function (d) { return percent(d.share); }),
+      // The share from the counts, as every other "%" on the page (shareOf).
+      text: data.map(function (d) { return shareOf(d.count, total); }),
       textposition: "auto",
       marker: { color: data.map(function (d) { return colour(d.label); }) },
-      hovertemplate: "%{x}: %{y} predictions (%{text})<extra></extra>",
-    }], { xaxis: { type: "category" }, yaxis: { title: { text: "predictions" } }, showlegend: false });
+      hovertemplate: "%{x}: %{y} predictions (%{text} of predictions)<extra></extra>",
+    }], {
+      xaxis: { type: "category" }, showlegend: false,
+      yaxis: countAxis(maxOf(data.map(function (d) { return d.count; })), "predictions"),
+    });
 
     var byModel = body.by_model || [];
     var versions = unique(byModel.map(function (d) { return d.model_version; })).sort();
@@ -319,7 +412,8 @@
     });
     if (traces.length) {
       plot("chart-classes-by-model", traces, {
-        barmode: "group", xaxis: { type: "category" }, yaxis: { title: { text: "predictions" } },
+        barmode: "group", xaxis: { type: "category" },
+        yaxis: countAxis(maxOf(byModel.map(function (d) { return d.count; })), "predictions"),
       });
     } else {
       hideChart("chart-classes-by-model");
@@ -349,13 +443,13 @@
       {
         type: "scatter", mode: "lines+markers", name: "Test accuracy",
         x: x, y: rows.map(function (r) { return r.accuracy; }), text: names,
-        connectgaps: true, line: { color: PALETTE[0] },
+        connectgaps: true, cliponaxis: false, line: { color: PALETTE[0] },
         hovertemplate: "%{text}: accuracy %{y:.3f}<extra></extra>",
       },
       {
         type: "scatter", mode: "lines+markers", name: "Macro-F1",
         x: x, y: rows.map(function (r) { return r.macro_f1; }), text: names,
-        connectgaps: true, line: { color: PALETTE[1], dash: "dot" },
+        connectgaps: true, cliponaxis: false, line: { color: PALETTE[1], dash: "dot" },
         hovertemplate: "%{text}: macro-F1 %{y:.3f}<extra></extra>",
       },
     ];
@@ -403,13 +497,16 @@
             (e.actor ? "<br>by " + escapeHtml(e.actor) : "");
         }),
         marker: { symbol: kind === "promote" ? "triangle-up" : "triangle-down", size: 12, color: tint },
+        cliponaxis: false,
         hovertemplate: "%{text}<extra></extra>",
       });
     });
+    var times = x.concat((events || []).map(function (e) { return wallTime(e.at); }));
     var layout = {
       shapes: shapes,
-      xaxis: { type: "date" },
-      yaxis: { title: { text: "on the frozen test set" }, rangemode: "normal" },
+      xaxis: timeAxis(times, "instant"),
+      yaxis: Object.assign({ title: { text: "on the frozen test set (0–1)" } }, RATIO_AXIS),
+      margin: { t: 32 },
       hovermode: "closest",
     };
     return { traces: traces, layout: layout };
@@ -481,6 +578,7 @@
         " with any · busiest " + bucketName(busiest, bucket) + " (" + count(perBucket[busiest]) + ")"
     );
     var x = starts.map(wallTime);
+    var width = (UNIT_MS[bucket] || DAY_MS) * (bucket === "month" ? 28 / 30 : 1) * 0.85;
     var traces = labels.map(function (label) {
       var rows = {};
       data.forEach(function (d) {
@@ -489,13 +587,15 @@
       return {
         type: "bar", name: labelName(label), x: x,
         y: starts.map(function (s) { return rows[s] || 0; }),
+        width: x.map(function () { return width; }), // a lone bar too is a bucket wide
         marker: { color: colour(label) },
         hovertemplate: labelName(label) + ": %{y}<extra>%{x}</extra>",
       };
     });
     plot("chart-volume", traces, {
-      barmode: "stack", bargap: 0.15, xaxis: { type: "date" },
-      yaxis: { title: { text: "predictions per " + bucket } }, hovermode: "x unified",
+      barmode: "stack", xaxis: timeAxis(x, bucket),
+      yaxis: countAxis(maxOf(starts.map(function (s) { return perBucket[s]; })), "predictions per " + bucket),
+      hovermode: "x unified",
     });
   }
 
@@ -524,7 +624,8 @@
     plot("chart-heatmap", [{
       type: "heatmap", z: z, x: hours, y: weekdays,
       colorscale: [[0, "rgba(53, 87, 214, 0.04)"], [0.0001, "rgba(53, 87, 214, 0.15)"], [1, "#1f3aa8"]],
-      hoverongaps: false, colorbar: { thickness: 10, outlinewidth: 0 },
+      hoverongaps: false,
+      colorbar: { thickness: 10, outlinewidth: 0, tickmode: "linear", tick0: 0, dtick: wholeStep(best.n), tickformat: ",d" },
       hovertemplate: "%{y} %{x}:00 – %{z} predictions<extra></extra>",
     }], {
       xaxis: { title: { text: "hour" }, dtick: 3, type: "linear" },
@@ -561,7 +662,7 @@
         y: data.map(function (d) { return d.p95; }), line: { color: PALETTE[2] },
         hovertemplate: "p95 %{y:.0f} ms<extra>%{x}</extra>",
       },
-    ], { xaxis: { type: "date" }, yaxis: { title: { text: "ms" } }, hovermode: "x unified" });
+    ], { xaxis: timeAxis(x, "day"), yaxis: { title: { text: "ms" } }, hovermode: "x unified" });
   }
 
   function renderLatencyClass(body) {
@@ -582,11 +683,7 @@
   function renderConfidence(body) {
     var total = Number(body.total || 0);
     var bins = body.histogram || [];
-    setText("share-no-strong-match", percent(body.no_strong_match_share));
-    setText("confidence-no-strong-match", percent(body.no_strong_match_share));
-    setText("share-no-face", percent(body.no_face_share));
-    setText("share-several-faces", percent(body.several_faces_share));
-    setText("total-requests", count(total));
+    setText("total-requests", count(total)); // the shares: renderShares, once all is loaded
     setEmpty("confidence", total === 0, ["chart-confidence"]);
     card("confidence").querySelector(".mini-facts").hidden = total === 0;
     if (total === 0) {
@@ -598,19 +695,21 @@
     setText(
       "summary-confidence",
       count(total) + " requests, " + count(inBins) + " with a face · mean best-class probability ≈ " +
-        (inBins ? percent(weighted / inBins, 0) : "–")
+        (inBins ? fixed(weighted / inBins, 2) : "–")
     );
     plot("chart-confidence", [{
       type: "bar",
       x: bins.map(function (b) { return (Number(b.from) + Number(b.to)) / 2; }),
       width: bins.map(function (b) { return (Number(b.to) - Number(b.from)) * 0.95; }),
       y: bins.map(function (b) { return b.count; }),
-      customdata: bins.map(function (b) { return percent(b.from, 0) + "–" + percent(b.to, 0); }),
+      customdata: bins.map(function (b) { return fixed(b.from, 2) + "–" + fixed(b.to, 2); }),
       marker: { color: PALETTE[5] },
-      hovertemplate: "%{customdata}: %{y} answers<extra></extra>",
+      hovertemplate: "probability %{customdata}: %{y} predictions<extra></extra>",
     }], {
-      xaxis: { title: { text: "best-class probability" }, range: [0, 1], tickformat: ".0%" },
-      yaxis: { title: { text: "answers" } }, showlegend: false,
+      // A probability (0–1), not a share: every "%" on the page is a share of predictions.
+      xaxis: { title: { text: "best-class probability (0–1)" }, range: [0, 1], dtick: 0.2, tickformat: ".1f" },
+      yaxis: countAxis(maxOf(bins.map(function (b) { return b.count; })), "predictions"),
+      showlegend: false,
     });
   }
 
@@ -632,9 +731,7 @@
     }
     setText(
       "summary-feedback",
-      count(likes) + " likes · " + count(dislikes) + " dislikes" +
-        (likes + dislikes ? " · " + percent(likes / (likes + dislikes), 0) + " liked" : "") +
-        " · " + count(confusion.reduce(function (s, c) { return s + Number(c.count || 0); }, 0)) + " corrections"
+      count(likes) + " likes · " + count(dislikes) + " dislikes · " + count(confusion.reduce(function (s, c) { return s + Number(c.count || 0); }, 0)) + " corrections"
     );
     confusion.forEach(function (c) {
       var row = make("tr");
@@ -653,7 +750,10 @@
         marker: { color: "#1f9d6a" }, hovertemplate: "%{x}: %{y} likes<extra></extra>" },
       { type: "bar", name: "Dislikes", x: x, y: data.map(function (d) { return d.dislikes; }),
         marker: { color: "#d1345b" }, hovertemplate: "%{x}: %{y} dislikes<extra></extra>" },
-    ], { barmode: "group", xaxis: { type: "category" }, yaxis: { title: { text: "answers" } } });
+    ], {
+      barmode: "group", xaxis: { type: "category" },
+      yaxis: countAxis(maxOf(data.map(function (d) { return Math.max(d.likes || 0, d.dislikes || 0); })), "answers"),
+    });
   }
 
   /* The reference's median (quantile 0.5) of one of its series, if it has one. */
@@ -731,9 +831,48 @@
       ];
     }
     plot("chart-drift", traces, {
-      shapes: shapes, xaxis: { type: "date" },
+      shapes: shapes, xaxis: timeAxis(x, "day"),
       yaxis: { title: { text: scored.length ? "drift score" : "mean" } },
     });
+  }
+
+  /* The shares of predictions (key figures, the confidence card's facts), from the counts of
+   * /classes (predictions, lookalike answers) and /confidence (requests, several faces, no
+   * face): one denominator, the predictions, said in #share-note. */
+  function renderShares(bodies) {
+    var classes = bodies.classes;
+    var confidence = bodies.confidence;
+    var requests = confidence ? Number(confidence.total || 0) : null;
+    function counted(share) { // /confidence's shares are of its requests
+      return requests === null ? null : Math.round(Number(share || 0) * requests);
+    }
+    var predictions = classes ? Number(classes.total || 0) :
+      requests === null ? null : requests - counted(confidence.no_face_share);
+    var lookalike = classes ?
+      (classes.data || []).filter(function (d) { return d.label === null || d.label === undefined; })
+        .reduce(function (s, d) { return s + Number(d.count || 0); }, 0) :
+      confidence ? counted(confidence.no_strong_match_share) : null;
+    var byClass = Boolean(el.label.value); // a class filter leaves out requests with no face
+    var noFace = confidence && !byClass ? counted(confidence.no_face_share) : null;
+    var several = confidence ? counted(confidence.several_faces_share) : null;
+    var lookalikeShare = lookalike === null ? "–" : shareOf(lookalike, predictions);
+    setText("share-no-strong-match", lookalikeShare);
+    setText("confidence-no-strong-match", lookalikeShare);
+    setText("share-several-faces", several === null ? "–" : shareOf(several, predictions));
+    setText("confidence-predictions", predictions === null ? "–" : count(predictions));
+    setText("count-no-face", noFace === null ? "–" : count(noFace));
+    var note;
+    if (predictions === null) {
+      note = "Shares (%) are of the predictions, which could not be counted.";
+    } else {
+      note = "Every % on this page is a share of the " + count(predictions) + " prediction" +
+        (predictions === 1 ? "" : "s") + ": requests where a face was found and answered." +
+        (noFace ? " The " + count(noFace) + " request" + (noFace === 1 ? "" : "s") +
+          " with no face that could be judged " + (noFace === 1 ? "is" : "are") + " not counted in it." : "");
+    }
+    setText("share-note", note);
+    setText("confidence-share-note", predictions ? "% of the " + count(predictions) + " predictions." : "");
+    $("confidence-share-note").hidden = !predictions;
   }
 
   // --- loading ---------------------------------------------------------------------------------
@@ -764,11 +903,13 @@
     el.root.setAttribute("aria-busy", "true");
     el.error.hidden = true;
     var cardsFailed = {};
+    var bodies = {};
     var jobs = SOURCES.map(function (source) {
       var path = url(source.path, source.extra ? source.extra() : null);
       return getJson(path).then(
         function (body) {
           if (generation !== state.generation) return;
+          bodies[source.path] = body;
           try {
             if (!cardsFailed[source.card]) setCardError(source.card, "");
             source.render(body);
@@ -786,6 +927,7 @@
     });
     return Promise.all(jobs).then(function () {
       if (generation !== state.generation) return;
+      renderShares(bodies);
       var failed = Object.keys(cardsFailed);
       if (failed.length === SOURCES.length || failed.length === unique(SOURCES.map(function (s) { return s.card; })).length) {
         el.error.textContent = "The analytics could not be loaded: " +

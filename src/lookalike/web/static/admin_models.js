@@ -41,8 +41,11 @@
   };
   var RECALLS = ["champion_recall", "challenger_recall", "new_class_recall"];
 
+  var HOUR_MS = 3600000;
+  var DAY_MS = 86400000;
+
   var el = {};
-  var state = { loads: 0, busy: false, registry: null };
+  var state = { loads: 0, busy: false, registry: null, rollbackTo: null };
 
   function $(id) {
     return document.getElementById(id);
@@ -87,6 +90,37 @@
       pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
   }
 
+  /* A wall time ("2024-05-01 10:00:00") as plotly reads it (ms, as if UTC), and back. */
+  function wallMs(value) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?/.exec(String(value));
+    if (!m) return NaN;
+    return Date.UTC(+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0), +(m[6] || 0));
+  }
+
+  function wallString(value) {
+    return new Date(value).toISOString().slice(0, 19).replace("T", " ");
+  }
+
+  /* The timeline's date axis: a lone version (or a few made within a day) gets the day around
+   * it, ticked in hours, never plotly's milliseconds around one point. */
+  function timeAxis(values, width) {
+    var axis = { type: "date" };
+    var times = values.map(wallMs).filter(function (t) { return !isNaN(t); });
+    if (!times.length) return axis;
+    var lo = Math.min.apply(null, times);
+    var hi = Math.max.apply(null, times);
+    if (hi - lo < DAY_MS) {
+      var pad = (DAY_MS - (hi - lo)) / 2;
+      lo -= pad;
+      hi += pad;
+      axis.range = [wallString(lo), wallString(hi)];
+    }
+    // At most one tick an hour (fewer on a narrow chart): never finer than hours.
+    var most = Math.max(2, Math.min(10, Math.floor((width || 600) / 110)));
+    axis.nticks = Math.max(2, Math.min(most, Math.floor((hi - lo) / HOUR_MS) + 1));
+    return axis;
+  }
+
   function escapeHtml(text) {
     return String(text).replace(/[&<>"']/g, function (c) {
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
@@ -107,6 +141,7 @@
       options.body = JSON.stringify(body || {});
     }
     return fetch(path, options).then(function (response) {
+      // A refusal keeps the server's own words (and its code) for the error box.
       if (response.status === 401) {
         window.location.assign("/admin/login?next=" + encodeURIComponent(window.location.pathname));
         throw new Error("Your session ended: sign in again.");
@@ -119,7 +154,9 @@
             var message = fields.length
               ? fields.map(function (f) { return f.field + ": " + f.message; }).join("; ")
               : error.message;
-            throw new Error(message || "The server answered " + response.status + ".");
+            var failure = new Error(message || "The server answered " + response.status + ".");
+            failure.code = error.code || null;
+            throw failure;
           }
           return data;
         },
@@ -142,7 +179,7 @@
   function setBusy(busy) {
     state.busy = busy;
     document.querySelectorAll("#models-page button[data-action], #retrain, #rollback").forEach(function (b) {
-      b.disabled = busy || (b.id === "rollback" && !(state.registry && state.registry.champion));
+      b.disabled = busy || (b.id === "rollback" && !state.rollbackTo);
     });
   }
 
@@ -172,6 +209,45 @@
   }
 
   // --- rendering -------------------------------------------------------------------------------
+
+  /* The version a roll back would make champion, by the API's rule (Registry._rollback_target):
+   * the latest version made champion (promoted, or rolled back to) other than the champion now,
+   * skipping versions that were rolled back away from since. None: nothing to go back to. */
+  function rollbackTarget(registry) {
+    var current = registry.champion;
+    if (!current) return null;
+    var last = {};
+    var order = [];
+    (registry.events || []).slice().reverse().forEach(function (e) { // the API: newest first
+      if (e.kind !== "promote" && e.kind !== "rollback") return;
+      last[e.version] = "promoted";
+      order.push(e.version);
+      if (e.kind === "rollback" && e.previous) last[e.previous] = "rolled_back";
+    });
+    for (var i = order.length - 1; i >= 0; i--) {
+      if (order[i] !== current && last[order[i]] === "promoted") return order[i];
+    }
+    return null;
+  }
+
+  function renderRollback(registry) {
+    var target = rollbackTarget(registry);
+    state.rollbackTo = target;
+    el.rollbackButton.textContent = target ? "Roll back to " + target : "Roll back";
+    el.rollbackButton.dataset.target = target || "";
+    var note = "";
+    if (!registry.champion) {
+      note = "Nothing to roll back: there is no champion yet.";
+    } else if (!target) {
+      var others = (registry.data || []).length > 1;
+      note = "Nothing to roll back to: " + registry.champion + " has no earlier champion" +
+        (others ? " that was not rolled back from already; promote a version instead." : " (it is the only version).");
+    }
+    el.rollbackNote.textContent = note;
+    el.rollbackNote.hidden = !note;
+    if (note) el.rollbackButton.setAttribute("aria-describedby", "rollback-note");
+    else el.rollbackButton.removeAttribute("aria-describedby");
+  }
 
   function championsEver(registry) {
     var ever = {};
@@ -215,12 +291,14 @@
       {
         type: "scatter", mode: "lines+markers", name: "Test accuracy", x: x, text: names,
         y: rows.map(function (r) { return metric(r, "accuracy"); }), connectgaps: true,
-        line: { color: BLUE }, hovertemplate: "%{text}: accuracy %{y:.3f}<extra></extra>",
+        line: { color: BLUE }, cliponaxis: false,
+        hovertemplate: "%{text}: accuracy %{y:.3f}<extra></extra>",
       },
       {
         type: "scatter", mode: "lines+markers", name: "Macro-F1", x: x, text: names,
         y: rows.map(function (r) { return metric(r, "macro_f1"); }), connectgaps: true,
-        line: { color: GREEN, dash: "dot" }, hovertemplate: "%{text}: macro-F1 %{y:.3f}<extra></extra>",
+        line: { color: GREEN, dash: "dot" }, cliponaxis: false,
+        hovertemplate: "%{text}: macro-F1 %{y:.3f}<extra></extra>",
       },
     ];
     var champs = rows.filter(function (r) { return ever[r.version]; });
@@ -270,9 +348,11 @@
             (e.actor ? "<br>by " + escapeHtml(e.actor) : "");
         }),
         marker: { symbol: kind === "promote" ? "triangle-up" : "triangle-down", size: 12, color: tint },
+        cliponaxis: false,
         hovertemplate: "%{text}<extra></extra>",
       });
     });
+    var times = x.concat((registry.events || []).map(function (e) { return wallTime(e.at); }));
     var text = getComputedStyle(document.documentElement).getPropertyValue("--text").trim() || "#1d2330";
     var grid = getComputedStyle(document.documentElement).getPropertyValue("--border").trim() || "#dde1e8";
     window.Plotly.react(div, traces, {
@@ -281,8 +361,12 @@
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
       font: { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: text },
-      xaxis: { type: "date", gridcolor: grid, automargin: true },
-      yaxis: { title: { text: "on the frozen test set" }, gridcolor: grid, automargin: true },
+      xaxis: Object.assign(timeAxis(times, div.clientWidth), { gridcolor: grid, automargin: true }),
+      // Accuracy and macro-F1 are 0..1: the axis is always the whole range.
+      yaxis: {
+        title: { text: "on the frozen test set (0–1)" }, gridcolor: grid, automargin: true,
+        range: [0, 1], autorange: false, tickmode: "linear", tick0: 0, dtick: 0.2, tickformat: ".1f",
+      },
       legend: { orientation: "h", y: -0.2, x: 0 },
       hovermode: "closest",
       shapes: shapes,
@@ -375,6 +459,7 @@
     el.champion.textContent = registry.champion || "none";
     el.challenger.textContent = registry.challenger || "none";
     el.count.textContent = String(registry.count || 0);
+    renderRollback(registry);
     renderTable(registry);
     renderHistory(registry);
     try {
@@ -540,26 +625,31 @@
         reason ? { reason: reason } : {}, function (answer) {
           return answer.champion + " is now the champion" +
             (answer.previous ? " (was " + answer.previous + ")" : "") + ".";
-        });
+        }, "Could not promote " + version);
     });
   }
 
   function rollback() {
     var current = state.registry && state.registry.champion;
+    var target = state.rollbackTo;
+    if (!target) return; // the button is disabled then
     confirmAction(
       "Roll back from " + (current || "the champion") + "?",
-      "The champion before " + (current || "it") + " answers again. The history keeps both.",
-      { ok: "Roll back", placeholder: "rolled back by an admin" }
+      target + " answers again" + (current ? ", instead of " + current : "") +
+        ". The history keeps both.",
+      { ok: "Roll back to " + target, placeholder: "rolled back by an admin" }
     ).then(function (reason) {
       if (reason === null) return;
       act("Rolling back…", "POST", "/api/models/rollback", reason ? { reason: reason } : {},
         function (answer) {
           return "Rolled back: " + answer.champion + " is the champion again (was " + answer.previous + ").";
-        });
+        }, "Could not roll back");
     });
   }
 
-  function act(pending, method, path, body, success) {
+  /* Sends one change; a refusal shows the server's message under ``failed`` and reloads the
+   * registry (someone else may have changed it meanwhile). */
+  function act(pending, method, path, body, success, failed) {
     setBusy(true);
     showError("");
     setStatus(pending);
@@ -570,7 +660,8 @@
       })
       .catch(function (exc) {
         setStatus("");
-        showError(exc.message);
+        showError(failed + ": " + exc.message);
+        return load();
       })
       .then(function () { setBusy(false); });
   }
@@ -667,8 +758,10 @@
     el.confirmReason = $("confirm-reason");
     el.confirmReasonLabel = $("confirm-reason-label");
     el.confirmOk = $("confirm-ok");
+    el.rollbackButton = $("rollback");
+    el.rollbackNote = $("rollback-note");
     el.retrainButton.addEventListener("click", retrain);
-    $("rollback").addEventListener("click", rollback);
+    el.rollbackButton.addEventListener("click", rollback);
     load();
   }
 
