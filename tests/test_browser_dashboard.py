@@ -312,6 +312,8 @@ def test_dashboard_empty_range(page: Any, server: str, seed: Seed, analytics: No
     wait_loaded(page, "#dashboard", 1)
     expect(page.locator("#total-predictions")).to_have_text("0")
     expect(page.locator("#total-requests")).to_have_text("0")
+    expect(page.locator("#share-no-strong-match")).to_have_text("\u2013")  # no "0 %" of nothing
+    expect(page.locator("#share-note")).to_contain_text("No predictions in this range")
     for name in CARDS:  # a message, never an empty frame
         card = page.locator(f'[data-chart="{name}"]')
         expect(card.locator(".empty")).to_be_visible()

@@ -85,9 +85,13 @@ def test_seven_names_and_the_quote_of_the_day(page: Any, server: str, quotes: Qu
 
 def test_a_refused_prefix_is_explained(page: Any, server: str) -> None:
     page.goto(server + "/names")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#names-list li").first).to_be_visible()  # names from before
     page.locator("#prefix").fill("Zoë")
     page.get_by_role("button", name="Generate").click()
     error = page.locator("#error")
     expect(error).to_be_visible()
     expect(error).to_contain_text("never saw")
-    expect(page.locator("#names-list li")).to_have_count(0)
+    assert error.inner_text().strip()[0].isupper()  # a sentence
+    expect(page.locator("#names-list li")).to_have_count(0)  # the old list is gone
+    expect(page.locator("#names-meta")).to_have_text("")

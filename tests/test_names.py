@@ -19,7 +19,7 @@ from test_names_support import TEST_PARAMS, pokemon, trained_pokemon
 from lookalike.config import Settings
 from lookalike.errors import InvalidInput, ModelUnavailable, NotFound
 from lookalike.names.corpus import load_corpus, normalize_name
-from lookalike.names.generate import generate_names, validate_request
+from lookalike.names.generate import generate_names, in_style, validate_request
 from lookalike.names.model import BOS, CharGRU, Vocabulary
 from lookalike.names.service import NameGenerator, promotion_decision, train_names
 from lookalike.names.store import (
@@ -206,6 +206,22 @@ def test_generated_names_are_new_unique_and_within_length(trained: NamesModel) -
             assert result.tries <= 500
 
 
+def test_digits_and_punctuation_only_where_the_corpus_has_them(trained: NamesModel) -> None:
+    corpus = frozenset({"porygon2", "pikachu", "mr. mime", "ho-oh"})
+    assert in_style("xyzon2", corpus) and in_style("pika", corpus)
+    assert in_style("mr. zap", corpus) and in_style("ka-oh", corpus)
+    assert not in_style("woli2nda", corpus)  # a digit inside a name: never in the corpus
+    assert not in_style("2pika", corpus) and not in_style("pi.ka", corpus)
+    # The Pokemon generator, hot: no digit followed by a letter, as in "Woli2nda".
+    names: list[str] = []
+    for seed in range(6):
+        req = request(trained, count=15, temperature=1.8, seed=seed)
+        names += generate_names(trained, req, max_tries=600).names  # type: ignore[arg-type]
+    assert len(names) >= 60
+    assert not [n for n in names if any(a.isdigit() and b.isalpha() for a, b in pairwise(n))]
+    assert all(in_style(n.lower(), trained.corpus) for n in names)
+
+
 def test_generation_is_reproducible_with_a_seed(trained: NamesModel) -> None:
     def names(seed: int, **kwargs: object) -> list[str]:
         req = request(trained, count=10, seed=seed, **kwargs)
@@ -262,6 +278,7 @@ def test_out_of_range_parameters_are_refused(
         request(trained, **kwargs)
     assert info.value.code == code and info.value.status == 422
     assert "got" in info.value.message  # says what arrived
+    assert info.value.message[0].isupper()  # a sentence
 
 
 def test_prefix_outside_the_vocabulary_is_refused(trained: NamesModel) -> None:

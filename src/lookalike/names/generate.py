@@ -2,7 +2,8 @@
 
 A request asks for ``count`` names at a ``temperature``, optionally starting with a
 ``prefix``. Candidates are sampled from the network in small batches; a candidate is
-rejected when it is empty or malformed, did not end within ``max_length`` characters, is a
+rejected when it is empty or malformed (a digit or punctuation where the corpus never has
+one counts as malformed), did not end within ``max_length`` characters, is a
 name of the training corpus, or was already drawn, and the sampling goes on until ``count``
 names are found or ``max_tries`` candidates were drawn (then fewer names come back, never an
 error).
@@ -14,6 +15,8 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -66,6 +69,26 @@ def well_formed(name: str) -> bool:
     return bool(name) and name[0].isalnum() and name[-1].isalnum() and normalize_name(name) == name
 
 
+def _shape(name: str) -> str:
+    """``name`` between ``^`` and ``$`` with every letter written ``a``: "mr. mime" ->
+    "^aa. aaaa$"."""
+    return "^" + "".join("a" if c.isalpha() else c for c in name) + "$"
+
+
+@lru_cache(maxsize=8)
+def _style(corpus: frozenset[str]) -> frozenset[str]:
+    """Every pair of neighbouring characters the corpus shows, letters as ``a``."""
+    return frozenset(a + b for name in corpus for a, b in pairwise(_shape(name)))
+
+
+def in_style(name: str, corpus: frozenset[str]) -> bool:
+    """Digits and punctuation only where the corpus puts them: in Pokemon names (letters,
+    and one "Porygon2") a digit may end a name after a letter, never sit inside one as in
+    "Woli2nda"."""
+    allowed = _style(corpus)
+    return all(a + b in allowed for a, b in pairwise(_shape(name)))
+
+
 def _invalid(code: str, message: str, **details: Any) -> InvalidInput:
     return InvalidInput(message, code=code, status=422, details=details)
 
@@ -86,7 +109,7 @@ def validate_request(
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= max_count:
         raise _invalid(
             "names.count",
-            f"count must be a whole number from 1 to {max_count}; got {count!r}."
+            f"The count must be a whole number from 1 to {max_count}; got {count!r}."
             f" Ask for between 1 and {max_count} names.",
             received=str(count),
             min=1,
@@ -99,7 +122,7 @@ def validate_request(
     ):
         raise _invalid(
             "names.temperature",
-            f"temperature must be a number from {MIN_TEMPERATURE} to {MAX_TEMPERATURE}; got"
+            f"The temperature must be a number from {MIN_TEMPERATURE} to {MAX_TEMPERATURE}; got"
             f" {temperature!r}. Low values give safe, familiar names; high ones wilder names.",
             received=str(temperature),
             min=MIN_TEMPERATURE,
@@ -110,7 +133,7 @@ def validate_request(
     if isinstance(max_length, bool) or not 2 <= max_length <= longest:
         raise _invalid(
             "names.max_length",
-            f"max_length must be a whole number from 2 to {longest}; got {max_length!r}.",
+            f"The max_length must be a whole number from 2 to {longest}; got {max_length!r}.",
             received=str(max_length),
             min=2,
             max=longest,
@@ -119,7 +142,7 @@ def validate_request(
     if len(text) >= max_length:
         raise _invalid(
             "names.prefix",
-            f"prefix must be shorter than the longest name ({max_length} characters); got"
+            f"The prefix must be shorter than the longest name ({max_length} characters); got"
             f" {len(text)} characters. Use a prefix of at most {max_length - 1} characters.",
             length=len(text),
             max_length=max_length - 1,
@@ -129,7 +152,7 @@ def validate_request(
     elif isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
         raise _invalid(
             "names.seed",
-            f"seed must be a whole number from 0 to {MAX_SEED}; got {seed!r}.",
+            f"The seed must be a whole number from 0 to {MAX_SEED}; got {seed!r}.",
             received=str(seed),
         )
     return NameRequest(count, float(temperature), text, int(max_length), int(seed))
@@ -141,7 +164,7 @@ def check_prefix(model: NamesModel, request: NameRequest) -> None:
     if unknown:
         raise _invalid(
             "names.prefix_characters",
-            f"prefix contains characters the generator never saw in its"
+            f"The prefix contains characters the generator never saw in its"
             f" {model.info.corpus_name!r} corpus: {''.join(unknown)!r}. Use only these:"
             f" {model.net.vocab.chars!r} (upper or lower case).",
             unknown=unknown,
@@ -170,7 +193,7 @@ def generate_names(model: NamesModel, request: NameRequest, *, max_tries: int) -
         for name in candidates:
             if name is None:
                 rejected["too_long"] += 1
-            elif not well_formed(name):
+            elif not well_formed(name) or not in_style(name, model.corpus):
                 rejected["malformed"] += 1
             elif name in model.corpus:
                 rejected["in_corpus"] += 1

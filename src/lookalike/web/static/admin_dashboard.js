@@ -864,6 +864,9 @@
     var note;
     if (predictions === null) {
       note = "Shares (%) are of the predictions, which could not be counted.";
+    } else if (predictions === 0) {
+      note = "No predictions in this range, so no shares: every % on this page is a share of the" +
+        " predictions (requests where a face was found and answered).";
     } else {
       note = "Every % on this page is a share of the " + count(predictions) + " prediction" +
         (predictions === 1 ? "" : "s") + ": requests where a face was found and answered." +

@@ -83,6 +83,10 @@
       })
       .catch(function (error) {
         el.status.textContent = "";
+        // The old names do not answer this request: take them away beside the error.
+        clear(el.list);
+        el.empty.hidden = true;
+        el.meta.textContent = "";
         showError(error && error.message ? error.message : "Could not reach the server.");
       })
       .then(function () {
