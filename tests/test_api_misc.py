@@ -139,18 +139,30 @@ def test_page_static_and_openapi(client: TestClient) -> None:
 
 
 def test_serve_and_demo_commands(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import socket
+
     import uvicorn
 
-    calls: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    calls: list[tuple[Any, list[socket.socket]]] = []
+
+    def run(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+        assert sockets is not None
+        calls.append((server.config, [(s.getsockname(), s.fileno() >= 0) for s in sockets]))
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     home = tmp_path / "home"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     result = CliRunner().invoke(
-        cli.app, ["serve", "--host", "0.0.0.0", "--port", "8123", "--home", str(home)]
+        cli.app, ["serve", "--host", "0.0.0.0", "--port", str(port), "--home", str(home)]
     )
     assert result.exit_code == 0, result.output
-    [(app, options)] = calls
-    assert app.state.settings.home == home
-    assert options == {"host": "0.0.0.0", "port": 8123, "workers": 1, "log_level": "info"}
+    assert f"Serving on http://0.0.0.0:{port}/" in result.output
+    [(config, bound)] = calls
+    assert config.app.state.settings.home == home
+    assert bound == [(("0.0.0.0", port), True)]  # bound before uvicorn runs on it
+    assert (config.workers, config.log_level, config.proxy_headers) == (1, "info", False)
     helped = CliRunner().invoke(cli.app, ["demo", "--help"], env={"COLUMNS": "200"})
     assert "--no-serve" in helped.output
 

@@ -306,8 +306,8 @@ class Registry:
         target = to if to is not None else self._rollback_target(kind, current)
         if target is None:
             raise InvalidInput(
-                f"{current} has no earlier champion to roll back to; promote a version"
-                " explicitly (lookalike models promote VERSION).",
+                f"{current} has no earlier champion to roll back to; promote another version"
+                " instead (the models page, or lookalike models promote VERSION).",
                 code="model.no_previous",
                 status=409,  # the request is fine; the history has nothing to go back to
             )

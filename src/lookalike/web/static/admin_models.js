@@ -141,7 +141,6 @@
       options.body = JSON.stringify(body || {});
     }
     return fetch(path, options).then(function (response) {
-      // A refusal keeps the server's own words (and its code) for the error box.
       if (response.status === 401) {
         window.location.assign("/admin/login?next=" + encodeURIComponent(window.location.pathname));
         throw new Error("Your session ended: sign in again.");
@@ -154,9 +153,7 @@
             var message = fields.length
               ? fields.map(function (f) { return f.field + ": " + f.message; }).join("; ")
               : error.message;
-            var failure = new Error(message || "The server answered " + response.status + ".");
-            failure.code = error.code || null;
-            throw failure;
+            throw new Error(message || "The server answered " + response.status + ".");
           }
           return data;
         },
