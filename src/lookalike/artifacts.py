@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.config import Settings
 from lookalike.errors import ModelUnavailable, NotFound
 from lookalike.training.heads import ClassAggregator, Head, restore_head
 from lookalike.training.resemblance import DEFAULT_TIE_Z, Resemblance
+from lookalike.vision.backbones import Backbone, create_backbone
 
 ARTIFACT_FORMAT = 1
 VERSION_PATTERN = re.compile(r"m\d{4,}")
@@ -98,6 +100,23 @@ class TrainedModel:
         x = np.atleast_2d(np.asarray(x, np.float32))
         sims = x @ self.gallery.T
         return self.head.predict_proba(x), sims, self.aggregator.scores(sims)
+
+
+def backbone_for(info: ModelInfo, settings: Settings) -> Backbone:
+    """The backbone a model was trained with, configured as it was (e.g. flip TTA)."""
+    backbone = create_backbone(info.backbone, settings)
+    recorded = {
+        k: info.preprocessing[k] for k in backbone.embedding_settings if k in info.preprocessing
+    }
+    if recorded:
+        backbone = create_backbone(info.backbone, settings.model_copy(update=recorded))
+    if backbone.key != info.backbone_key:
+        raise ModelUnavailable(
+            f"Model {info.version} was trained with backbone {info.backbone_key}, but the"
+            f" installed one is {backbone.key}; retrain the model.",
+            code="model.backbone_mismatch",
+        )
+    return backbone
 
 
 def models_dir(home: Path) -> Path:

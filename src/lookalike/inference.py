@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.artifacts import ModelInfo, TrainedModel, load_model
+from lookalike.artifacts import ModelInfo, TrainedModel, backbone_for, load_model
 from lookalike.config import Settings, get_settings
 from lookalike.data.store import DatasetStore
 from lookalike.errors import (
@@ -44,7 +44,6 @@ from lookalike.errors import (
     NoFaceFound,
 )
 from lookalike.training.resemblance import strength_phrase, strength_words
-from lookalike.training.train import backbone_for
 from lookalike.vision.backbones import Analysis, Backbone, Face, l2_normalize
 from lookalike.vision.images import DecodedImage, decode_image
 from lookalike.vision.quality import FaceQuality, judge, measure

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.artifacts import TrainedModel
+from lookalike.artifacts import TrainedModel, backbone_for
 from lookalike.config import Settings
 from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore, ImageRecord
-from lookalike.training.train import backbone_for, embedding_cache
+from lookalike.training.train import embedding_cache
 from lookalike.vision.embed import Embedder
 
 

@@ -12,17 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.artifacts import ModelInfo, TrainedModel, load_model, save_model
+from lookalike.artifacts import ModelInfo, TrainedModel, backbone_for, load_model, save_model
 from lookalike.config import Settings
 from lookalike.data.cache import EmbeddingCache
 from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore, ImageRecord, now_iso
 from lookalike.data.visitors import is_visitor
-from lookalike.errors import DatasetError, ModelUnavailable
+from lookalike.errors import DatasetError
 from lookalike.training.evaluate import compute_metrics, write_report
 from lookalike.training.heads import HEADS, Head, create_head
 from lookalike.training.openset import choose_threshold, genuine_impostor
-from lookalike.vision.backbones import Backbone, create_backbone
+from lookalike.vision.backbones import create_backbone
 from lookalike.vision.embed import Embedder, EmbedResult
 
 Progress = Callable[[str, int, int], None]
@@ -50,23 +50,6 @@ class TrainReport:
 
 def embedding_cache(settings: Settings) -> EmbeddingCache:
     return EmbeddingCache(Path(settings.home) / "cache" / "embeddings.sqlite")
-
-
-def backbone_for(info: ModelInfo, settings: Settings) -> Backbone:
-    """The backbone a model was trained with, configured as it was (e.g. flip TTA)."""
-    backbone = create_backbone(info.backbone, settings)
-    recorded = {
-        k: info.preprocessing[k] for k in backbone.embedding_settings if k in info.preprocessing
-    }
-    if recorded:
-        backbone = create_backbone(info.backbone, settings.model_copy(update=recorded))
-    if backbone.key != info.backbone_key:
-        raise ModelUnavailable(
-            f"Model {info.version} was trained with backbone {info.backbone_key}, but the"
-            f" installed one is {backbone.key}; retrain the model.",
-            code="model.backbone_mismatch",
-        )
-    return backbone
 
 
 def _arrays(
