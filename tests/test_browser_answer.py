@@ -27,7 +27,6 @@ from browser_support import (
     checked_page,
     form_fields,
     is_prediction_post,
-    launched_chromium,
     png_bytes,
     running_server,
     upload,
@@ -86,12 +85,6 @@ def stranger(answers: dict[str, dict[str, Any]], *, tie: bool) -> str:
     found = [p for p, a in answers.items() if a["tie"] is tie]
     assert found, f"no stranger's photo is answered with tie={tie}: {answers}"
     return found[0]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import ARTIFACTS, checked_page, launched_chromium, running_server
+from browser_support import ARTIFACTS, checked_page, running_server
 from dashboard_support import ADMIN, CUT_DAYS_AGO, DAYS, GAP_DAYS, PASSWORD, TIMEZONE, Seed
 
 from lookalike.api.auth import admin_routes
@@ -91,12 +91,6 @@ def analytics(app: Any) -> None:
     paths = {path for path, _ in admin_routes(app)}
     if not {"/api/analytics/classes", "/api/analytics/export.csv"} <= paths:
         pytest.skip("the /api/analytics/... endpoints are not in the app yet")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import checked_page, launched_chromium, running_server
+from browser_support import checked_page, running_server
 
 from lookalike.config import Settings
 
@@ -27,9 +27,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(request: pytest.FixtureRequest) -> Iterator[Any]:
-    with launched_chromium() as browser:
-        yield from checked_page(browser, request.node.name, viewport={"width": 1280, "height": 900})
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield from checked_page(browser, request.node.name, viewport={"width": 1280, "height": 900})
 
 
 def test_api_docs_render_without_the_internet(page: Any, server: str, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import checked_page, launched_chromium, running_server
+from browser_support import checked_page, running_server
 from test_api_support import SECRET
 from test_names_support import names_home, pokemon, register_and_promote, trained_pokemon
 from test_quotes_support import QuoteServer
@@ -44,12 +44,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, quotes: QuoteServer) -> Ite
     register_and_promote(settings, info)
     with running_server(create_app(settings)) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

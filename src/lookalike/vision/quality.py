@@ -52,30 +52,26 @@ def measure(crop: np.ndarray, face: Face) -> FaceQuality:
     )
 
 
+# (code, measure, setting, what the message says is wrong, how to retake the photo)
+_RULES = (
+    ("face.too_small", "face_px", "judge_min_face_px", "too small to judge ({:.0f} px across;"
+     " at least {:.0f} px needed)", "Come closer to the camera or crop the photo around the"
+     " face."),
+    ("face.too_dark", "brightness", "judge_min_brightness", "too dark to judge (brightness"
+     " {:.0f} of 255; at least {:.0f} needed)", "Face a window or a lamp and try again."),
+    ("face.blurry", "sharpness", "judge_min_sharpness", "too blurred to judge (sharpness"
+     " {:.4f}; at least {:.4f} needed)", "Hold still, focus and try again."),
+)  # fmt: skip
+
+
 def judge(quality: FaceQuality, settings: Settings) -> CannotJudge | None:
     """Why this face cannot be judged (an error to raise or report), or None if it can."""
-    details = {"quality": quality.to_dict()}
-    if quality.face_px < settings.judge_min_face_px:
-        return CannotJudge(
-            f"The face is too small to judge ({quality.face_px:.0f} px across; at least"
-            f" {settings.judge_min_face_px:.0f} px needed). Come closer to the camera or crop"
-            " the photo around the face.",
-            code="face.too_small",
-            details=details,
-        )
-    if quality.brightness < settings.judge_min_brightness:
-        return CannotJudge(
-            f"The face is too dark to judge (brightness {quality.brightness:.0f} of 255; at"
-            f" least {settings.judge_min_brightness:.0f} needed). Face a window or a lamp and"
-            " try again.",
-            code="face.too_dark",
-            details=details,
-        )
-    if quality.sharpness < settings.judge_min_sharpness:
-        return CannotJudge(
-            f"The face is too blurred to judge (sharpness {quality.sharpness:.4f}; at least"
-            f" {settings.judge_min_sharpness:.4f} needed). Hold still, focus and try again.",
-            code="face.blurry",
-            details=details,
-        )
+    for code, measure_name, setting, wrong, retake in _RULES:
+        value, least = getattr(quality, measure_name), getattr(settings, setting)
+        if value < least:
+            return CannotJudge(
+                f"The face is {wrong.format(value, least)}. {retake}",
+                code=code,
+                details={"quality": quality.to_dict()},
+            )
     return None

@@ -7,6 +7,9 @@
  */
 (function () {
   "use strict";
+  var common = window.lookalikeAdmin; // admin_common.js
+  var $ = common.$, make = common.make, clear = common.clear, fixed = common.fixed;
+  var wallMs = common.wallMs, wallString = common.wallString;
 
   var API = "/api/analytics/";
   var NONE = "__none__"; // the label filter value for lookalike answers (visitors not in the gallery)
@@ -20,20 +23,8 @@
   var el = {};
   var state = { generation: 0, loads: 0, colours: {} };
 
-  function $(id) {
-    return document.getElementById(id);
-  }
 
-  function make(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
 
-  function clear(node) {
-    while (node.firstChild) node.removeChild(node.firstChild);
-  }
 
   function setText(id, text) {
     var node = $(id);
@@ -62,10 +53,6 @@
     return Math.round(Number(value)).toLocaleString("en-US") + " ms";
   }
 
-  function fixed(value, digits) {
-    if (value === null || value === undefined || isNaN(value)) return "–";
-    return Number(value).toFixed(digits);
-  }
 
   function labelName(label) {
     return label === null || label === undefined || label === NONE ? "Lookalike answers" : label;
@@ -256,16 +243,7 @@
    * milliseconds around a lone point. */
   var MIN_SPAN_MS = { instant: DAY_MS, hour: DAY_MS, day: 2 * DAY_MS, week: 14 * DAY_MS, month: 61 * DAY_MS };
 
-  /* A wall time ("2024-05-01", "2024-05-01 10:00:00") as plotly reads it: ms, as if UTC. */
-  function wallMs(value) {
-    var m = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?/.exec(String(value));
-    if (!m) return NaN;
-    return Date.UTC(+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0), +(m[6] || 0));
-  }
 
-  function wallString(value) {
-    return new Date(value).toISOString().slice(0, 19).replace("T", " ");
-  }
 
   /* A date axis for ``values`` (wall times) of one ``unit`` (a key of UNIT_MS). */
   function timeAxis(values, unit) {

@@ -7,6 +7,9 @@
  */
 (function () {
   "use strict";
+  var common = window.lookalikeAdmin; // admin_common.js
+  var $ = common.$, make = common.make, clear = common.clear, fixed = common.fixed;
+  var wallMs = common.wallMs, wallString = common.wallString;
 
   var POLL_MS = 1500;
   var POLL_LIMIT_MS = 15 * 60 * 1000;
@@ -47,30 +50,14 @@
   var el = {};
   var state = { loads: 0, busy: false, registry: null, rollbackTo: null };
 
-  function $(id) {
-    return document.getElementById(id);
-  }
 
-  function make(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
 
-  function clear(node) {
-    while (node.firstChild) node.removeChild(node.firstChild);
-  }
 
   function csrfToken() {
     var meta = document.querySelector('meta[name="csrf-token"]');
     return meta ? meta.getAttribute("content") : "";
   }
 
-  function fixed(value, digits) {
-    if (value === null || value === undefined || value === "" || isNaN(value)) return "–";
-    return Number(value).toFixed(digits);
-  }
 
   function when(value) {
     if (!value) return "–";
@@ -90,16 +77,7 @@
       pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
   }
 
-  /* A wall time ("2024-05-01 10:00:00") as plotly reads it (ms, as if UTC), and back. */
-  function wallMs(value) {
-    var m = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?/.exec(String(value));
-    if (!m) return NaN;
-    return Date.UTC(+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0), +(m[6] || 0));
-  }
 
-  function wallString(value) {
-    return new Date(value).toISOString().slice(0, 19).replace("T", " ");
-  }
 
   /* The timeline's date axis: a lone version (or a few made within a day) gets the day around
    * it, ticked in hours, never plotly's milliseconds around one point. */
