@@ -129,3 +129,15 @@ def test_the_schema_says_what_the_review_found_missing(
     assert names["count"]["maximum"] == settings.names_max_count
     csv = paths["/api/analytics/export.csv"]["get"]["responses"]["200"]["content"]
     assert "text/csv" in csv
+
+
+def test_each_app_has_its_own_limits_in_its_schema(tmp_path: Path) -> None:
+    from lookalike.api import create_app
+
+    def photo_limit(app: Any) -> int:
+        body = app.openapi()["paths"]["/api/predictions"]["post"]["requestBody"]["content"]
+        return int(body["multipart/form-data"]["schema"]["properties"]["photo"]["maxItems"])
+
+    three = create_app(Settings(home=tmp_path / "a", max_photos_per_request=3))
+    seven = create_app(Settings(home=tmp_path / "b", max_photos_per_request=7))
+    assert (photo_limit(three), photo_limit(seven)) == (3, 7)

@@ -10,6 +10,7 @@ runs schemathesis with every check against the real app to keep this true.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -127,7 +128,9 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = settings_bounds(default(), settings)
+            # A copy: parts of FastAPI's schema are the routes' own (module-level) dicts,
+            # shared by every app in the process.
+            app.openapi_schema = settings_bounds(copy.deepcopy(default()), settings)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
