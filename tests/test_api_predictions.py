@@ -407,7 +407,7 @@ def test_a_visit_answers_the_next_photo_with_the_earlier_ones(client: TestClient
     assert burst.json()["answer"]["looks"] == 3 and burst.json()["frames_used"] == 2
     # An altered or foreign token is refused before anything is analysed or logged.
     before = len(rows(client))
-    for bad in (one["visit"][:-3] + "abc", "v1.x.y", "nonsense"):
+    for bad in (one["visit"][:-3] + "abc", "v1.x.y", "nonsense", "v1.x.é"):
         r = client.post("/api/predictions", files=[photo(orl["s30"][4])], data={"visit": bad})
         details = assert_error(r, 400, "visit.invalid")
         assert details == {"field": "visit"}

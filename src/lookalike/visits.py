@@ -72,7 +72,7 @@ def decode_visit(
         raise invalid("not one this service made")
     expected = hmac.new(_key(settings), f"{_PREFIX}.{parts[1]}".encode(), "sha256").digest()
     # Compare the text with the one canonical encoding (decoding would ignore spare bits).
-    if not hmac.compare_digest(parts[2], _b64(expected)):
+    if not hmac.compare_digest(parts[2].encode("utf-8", "surrogatepass"), _b64(expected).encode()):
         raise invalid("not one this service made, or it was altered")
     body = _unb64(parts[1])
     if len(body) != _HEADER.size + 2 * dim:

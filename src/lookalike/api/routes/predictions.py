@@ -581,7 +581,8 @@ def give_feedback(
     with session.begin():
         row = _get_row(session, prediction_id)
         proof = body.token or ""
-        by_answer = hmac.compare_digest(proof, feedback_token(settings, row.id))
+        given = proof.encode("utf-8", "surrogatepass")  # any text: compared as bytes
+        by_answer = hmac.compare_digest(given, feedback_token(settings, row.id).encode())
         by_deletion = bool(row.deletion_token_hash) and hmac.compare_digest(
             token_hash(proof[:MAX_TOKEN_LENGTH]), row.deletion_token_hash or ""
         )
