@@ -18,11 +18,12 @@ PYTEST_ARGS ?=
 LINT_PATHS := src tests bench
 SYSTEM_PACKAGES := chromium postgresql
 
-.PHONY: help venv system-deps test lint fmt demo bench clean distclean
+.PHONY: help venv system-deps test test-fast lint fmt demo bench clean distclean
 
 help:
 	@echo "make venv         create .venv and install the project with [$(EXTRAS)]"
 	@echo "make test         lint, type-check and run the tests"
+	@echo "make test-fast    the edit-test loop: no browser, slow or PostgreSQL tests (~2 min)"
 	@echo "make lint         ruff check + ruff format --check + mypy"
 	@echo "make fmt          ruff format + ruff check --fix"
 	@echo "make demo         build the demo data, import, train and serve (lookalike demo)"
@@ -75,6 +76,10 @@ test: venv system-deps
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fast tier for the edit-test loop; `make test` (and CI) runs everything.
+test-fast: venv
+	$(BIN)/pytest -m "not browser and not slow" -k "not postgresql" $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/lookalike demo
