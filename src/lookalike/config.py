@@ -6,6 +6,8 @@ always documents the whole surface.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -372,6 +374,13 @@ class Settings(BaseSettings):
     @property
     def resolved_embed_workers(self) -> int:
         return self.embed_workers or max(1, min(4, os.cpu_count() or 1))
+
+    def signing_key(self, purpose: str) -> bytes:
+        """A key per purpose (admin sessions, visit tokens, ...), derived from the one secret:
+        a signature made for one purpose never verifies for another."""
+        return hmac.new(
+            self.secret_key.encode(), f"lookalike/{purpose}".encode(), hashlib.sha256
+        ).digest()
 
     @property
     def effective_database_url(self) -> str:

@@ -3,7 +3,7 @@
 The server keeps nothing of a visit. Each answer carries a signed token holding the mean of
 the visit's face embeddings (float16), how many looks it averages, the backbone it was computed
 with and when; the page sends it back with the next photo, and forgets it when the visitor
-starts over or leaves. HMAC-SHA256 under a key derived from ``secret_key`` makes it
+starts over or leaves. HMAC-SHA256 under ``settings.signing_key("visit")`` makes it
 tamper-proof (a forged embedding could otherwise steer someone else's answer); it expires
 ``visit_minutes`` after its last photo. The embedding only ever goes back to the visitor it
 was computed from.
@@ -29,16 +29,17 @@ MAX_LOOKS = 1000
 MAX_TOKEN_CHARS = 4096
 
 
-def _key(settings: Settings) -> bytes:
-    return hmac.new(settings.secret_key.encode(), b"lookalike visit token", "sha256").digest()
-
-
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signature(settings: Settings, payload: str) -> str:
+    key = settings.signing_key("visit")
+    return _b64(hmac.new(key, f"{_PREFIX}.{payload}".encode(), "sha256").digest())
 
 
 def _backbone_digest(backbone_key: str) -> bytes:
@@ -50,7 +51,9 @@ def encode_visit(visit: Visit, settings: Settings, now: float | None = None) -> 
     body = _HEADER.pack(issued, min(visit.looks, MAX_LOOKS), _backbone_digest(visit.backbone_key))
     body += np.asarray(visit.vector, dtype="<f2").tobytes()
     payload = _b64(body)
-    mac = hmac.new(_key(settings), f"{_PREFIX}.{payload}".encode(), "sha256").digest()
+    mac = hmac.new(
+        settings.signing_key("visit"), f"{_PREFIX}.{payload}".encode(), "sha256"
+    ).digest()
     return f"{_PREFIX}.{payload}.{_b64(mac)}"
 
 
@@ -70,7 +73,9 @@ def decode_visit(
     parts = token.split(".")
     if len(token) > MAX_TOKEN_CHARS or len(parts) != 3 or parts[0] != _PREFIX:
         raise invalid("not one this service made")
-    expected = hmac.new(_key(settings), f"{_PREFIX}.{parts[1]}".encode(), "sha256").digest()
+    expected = hmac.new(
+        settings.signing_key("visit"), f"{_PREFIX}.{parts[1]}".encode(), "sha256"
+    ).digest()
     # Compare the text with the one canonical encoding (decoding would ignore spare bits).
     if not hmac.compare_digest(parts[2].encode("utf-8", "surrogatepass"), _b64(expected).encode()):
         raise invalid("not one this service made, or it was altered")

@@ -121,13 +121,6 @@ class SessionData:
 # --- signing ----------------------------------------------------------------------------------
 
 
-def _key(settings: Settings, purpose: str) -> bytes:
-    """A key per purpose, derived from the one secret (upload URLs use the secret itself)."""
-    return hmac.new(
-        settings.secret_key.encode(), f"lookalike/{purpose}".encode(), hashlib.sha256
-    ).digest()
-
-
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -160,7 +153,7 @@ def encode_session(settings: Settings, data: SessionData) -> str:
     }
     body = _b64(json.dumps(payload, separators=(",", ":")).encode())
     signed = f"v1.{body}"
-    signature = hmac.new(_key(settings, "admin-session"), signed.encode(), hashlib.sha256)
+    signature = hmac.new(settings.signing_key("admin-session"), signed.encode(), hashlib.sha256)
     return f"{signed}.{_b64(signature.digest())}"
 
 
@@ -171,7 +164,7 @@ def decode_session(settings: Settings, value: str, now: float | None = None) -> 
     signed, _, signature = value.rpartition(".")
     if not signed.startswith("v1."):
         return None
-    expected = hmac.new(_key(settings, "admin-session"), signed.encode(), hashlib.sha256)
+    expected = hmac.new(settings.signing_key("admin-session"), signed.encode(), hashlib.sha256)
     try:
         # Compared as text against the one canonical encoding: base64 decoding ignores the
         # last character's spare bits, so comparing decoded bytes would accept altered text.
@@ -241,7 +234,9 @@ def login_nonce(request: Request) -> str:
 
 def login_form_token(settings: Settings, nonce: str) -> str:
     """The CSRF token the sign-in form must send back with the cookie holding ``nonce``."""
-    return _b64(hmac.new(_key(settings, "login-form"), nonce.encode(), hashlib.sha256).digest())
+    return _b64(
+        hmac.new(settings.signing_key("login-form"), nonce.encode(), hashlib.sha256).digest()
+    )
 
 
 def set_login_cookie(response: Response, request: Request, settings: Settings, nonce: str) -> None:

@@ -334,8 +334,7 @@ def feedback_token(settings: Settings, prediction_id: str) -> str:
     """The secret that proves feedback comes from whoever got the answer (returned once
     with it). An HMAC of the prediction id: nothing to store, and without the answer nobody
     can like a prediction (a like makes a kept photo eligible for training)."""
-    key = hmac.new(settings.secret_key.encode(), b"lookalike feedback token", "sha256").digest()
-    mac = hmac.new(key, prediction_id.encode(), "sha256").digest()
+    mac = hmac.new(settings.signing_key("feedback"), prediction_id.encode(), "sha256").digest()
     return base64.urlsafe_b64encode(mac[:24]).decode("ascii")
 
 
