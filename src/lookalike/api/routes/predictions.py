@@ -409,9 +409,9 @@ def _predict_and_record(app_state: Any, photos: list[Photo], options: Options) -
 
     started = analysed = time.perf_counter()
     try:
-        model = predictor.load()
         visit = None
-        if options.visit:
+        if options.visit:  # only then: the model's embedding space checks the token
+            model = predictor.load()
             visit = decode_visit(
                 options.visit, settings, model.info.backbone_key, model.gallery.shape[1]
             )
