@@ -498,13 +498,7 @@ class Predictor:
         if visit is not None:  # every look of the visit weighs the same
             looks = visit.looks + 1
             mean = (visit.vector * visit.looks + look) / looks
-        index, image, analysis, quality = used
-        answer = self._answer(
-            model, l2_normalize(mean), analysis, quality, len(vectors), looks, skipped, start
-        )
-        answer.visit_mean = mean
-        answer.frame_index, answer.image = index, image
-        return answer
+        return self._answer(model, mean, used, len(vectors), looks, skipped, start)
 
     @staticmethod
     def _refusal(refusals: list[CannotJudge], n_frames: int) -> CannotJudge:
@@ -528,14 +522,17 @@ class Predictor:
     def _answer(
         self,
         model: TrainedModel,
-        query: np.ndarray,
-        analysis: Analysis,
-        quality: FaceQuality | None,
+        mean: np.ndarray,
+        used: tuple[int, DecodedImage, Analysis, FaceQuality | None],
         frames_used: int,
         looks: int,
         errors: list[str],
         start: float,
     ) -> Prediction:
+        """The answer for ``mean``, the looks' mean embedding; ``used``: the first frame
+        answered from (its index, the decoded frame, what was seen in it, its quality)."""
+        frame_index, image, analysis, quality = used
+        query = l2_normalize(mean)
         info = model.info
         labels = info.labels
         proba, sims, match = model.classify(query)
@@ -581,13 +578,12 @@ class Predictor:
             )
             for c in ranked[:shown]
         ]
-        best_label = names[0]
         return Prediction(
             kind=kind,
             names=names,
             lookalikes=lookalikes,
-            best_label=best_label,
-            probability=float(proba[labels.index(best_label)]),
+            best_label=names[0],
+            probability=float(proba[ranked[0]]),  # ranked[0] is the first name's class
             probabilities=[(labels[int(c)], float(proba[c])) for c in order],
             match_score=score,
             threshold=info.threshold,
@@ -599,8 +595,10 @@ class Predictor:
             model_version=info.version,
             latency_ms=(time.perf_counter() - start) * 1000,
             vector=query,
-            visit_mean=query,
+            visit_mean=mean,
             backbone_key=info.backbone_key,
             quality=quality,
             errors=errors,
+            frame_index=frame_index,
+            image=image,
         )
