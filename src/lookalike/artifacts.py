@@ -6,8 +6,9 @@
     models/m0001/arrays.npz   head arrays + the reference gallery (vectors, labels, hashes)
                               + the resemblance calibration (centre, centroids, strangers)
 
-A version directory is built under a temporary name and renamed into place, so a reader
-sees a whole model or none. Loading checks the digests and refuses a damaged artifact.
+A version directory is built under a temporary name and renamed into place
+(``lookalike.versioned``), so a reader sees a whole model or none. Loading checks the
+digests and refuses a damaged artifact.
 Which version answers (the champion) is the registry's business (``lookalike.registry``).
 """
 
@@ -16,10 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import re
-import shutil
-import tempfile
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,13 +25,16 @@ from typing import Any
 import numpy as np
 
 from lookalike.config import Settings
+from lookalike.datadir import DataDir
 from lookalike.errors import ModelUnavailable, NotFound
-from lookalike.training.heads import ClassAggregator, Head, restore_head
-from lookalike.training.resemblance import DEFAULT_TIE_Z, Resemblance
+from lookalike.scoring.heads import ClassAggregator, Head, restore_head
+from lookalike.scoring.resemblance import DEFAULT_TIE_Z, Resemblance
+from lookalike.versioned import VersionedDirs, version_pattern
 from lookalike.vision.backbones import Backbone, create_backbone
 
 ARTIFACT_FORMAT = 1
-VERSION_PATTERN = re.compile(r"m\d{4,}")
+PREFIX = "m"
+VERSION_PATTERN = version_pattern(PREFIX)
 
 
 @dataclass
@@ -120,22 +120,20 @@ def backbone_for(info: ModelInfo, settings: Settings) -> Backbone:
 
 
 def models_dir(home: Path) -> Path:
-    return Path(home) / "models"
+    return DataDir(home).models
+
+
+def _versions(home: Path) -> VersionedDirs:
+    return VersionedDirs(models_dir(home), PREFIX)
 
 
 def list_versions(home: Path) -> list[str]:
-    root = models_dir(home)
-    if not root.exists():
-        return []
-    names = [p.name for p in root.iterdir() if p.is_dir() and VERSION_PATTERN.fullmatch(p.name)]
-    return sorted(names, key=lambda n: int(n[1:]))  # numeric: m10000 comes after m9999
+    return _versions(home).versions()  # numeric: m10000 comes after m9999
 
 
 def save_model(home: Path, model: TrainedModel, reserved: Collection[str] = ()) -> str:
     """Write a new version directory atomically; returns its version id (the next number
     after every existing directory and every ``reserved`` name)."""
-    root = models_dir(home)
-    root.mkdir(parents=True, exist_ok=True)
     arrays = {f"head_{k}": v for k, v in model.head.state().items()}
     arrays.update({f"resemblance_{k}": v for k, v in model.resemblance.state().items()})
     arrays.update(
@@ -147,25 +145,13 @@ def save_model(home: Path, model: TrainedModel, reserved: Collection[str] = ()) 
     buf = io.BytesIO()
     np.savez(buf, **arrays)  # type: ignore[arg-type]
     npz = buf.getvalue()
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".building-"))
-    try:
-        (tmp / "arrays.npz").write_bytes(npz)
-        while True:  # claim the next free version name; rename fails if it exists
-            taken = [*list_versions(home), *(v for v in reserved if VERSION_PATTERN.fullmatch(v))]
-            number = max((int(v[1:]) for v in taken), default=0) + 1
-            version = f"m{number:04d}"
-            model.info.version = version
-            model.info.files = {"arrays.npz": hashlib.sha256(npz).hexdigest()}
-            (tmp / "model.json").write_text(json.dumps(asdict(model.info), indent=1))
-            try:
-                os.rename(tmp, root / version)
-                return version
-            except OSError:
-                if not (root / version).exists():
-                    raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    def manifest(version: str) -> dict[str, bytes]:
+        model.info.version = version
+        model.info.files = {"arrays.npz": hashlib.sha256(npz).hexdigest()}
+        return {"model.json": json.dumps(asdict(model.info), indent=1).encode()}
+
+    return _versions(home).write({"arrays.npz": npz}, manifest, reserved)
 
 
 def load_model(home: Path, version: str | None) -> TrainedModel:

@@ -15,6 +15,8 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lookalike.datadir import DataDir
+
 DEV_SECRET = "dev-secret-change-me"
 MIN_PRODUCTION_SECRET = 32  # characters
 # The tie rule's default (setting ``tie_z``): on ORL strangers 0.4 gives 1.32 names an answer
@@ -366,7 +368,7 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _valid_timezone(cls, value: str) -> str:
-        from lookalike.analytics.zones import zone  # the tzdata package, not the OS's files
+        from lookalike.zones import zone  # the tzdata package, not the OS's files
 
         zone(value)  # ValueError names the expected form
         return value
@@ -383,8 +385,14 @@ class Settings(BaseSettings):
         ).digest()
 
     @property
+    def data_dir(self) -> DataDir:
+        """The layout of ``home``: every path under it (cheap to build; a property, not a
+        cached one, so a copy made with another ``home`` never sees the old layout)."""
+        return DataDir(self.home)
+
+    @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{Path(self.home).resolve() / 'lookalike.sqlite3'}"
+        return self.database_url or f"sqlite:///{self.data_dir.database.resolve()}"
 
     @field_validator("retrain_cron")
     @classmethod

@@ -1,4 +1,4 @@
-"""Small filesystem helpers: atomic writes and an inter-process lock.
+"""Small filesystem helpers: atomic writes and inter-process locks.
 
 Every file the service writes goes through ``atomic_write_*``: a crash leaves the old file or
 the new one, never half of one.
@@ -12,8 +12,9 @@ import json
 import os
 import re
 import tempfile
+import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,44 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, refuse: Callable[[str], Exception]) -> Iterator[None]:
+    """Exclusive advisory lock held for the block, taken at once or refused: when another
+    process (or another holder in this one) has it, ``refuse(holder)`` is raised, ``holder``
+    saying which process holds it and since when (written into the file while held). The
+    kernel drops the lock when its process dies, so a killed holder never blocks anyone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise refuse(f.read().strip() or "another process") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def lock_is_held(path: Path) -> bool:
+    """Whether some process holds the ``exclusive_lock`` on ``path`` now."""
+    if not path.exists():
+        return False
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return False
 
 
 def slugify(name: str) -> str:

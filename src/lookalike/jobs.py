@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from huey import Huey, SqliteHuey, crontab
@@ -40,7 +39,7 @@ def create_queue(settings: Settings) -> Huey:
                 code="jobs.redis_missing",
             ) from exc
         return RedisHuey("lookalike", url=settings.jobs_redis_url, utc=False)
-    path = Path(settings.home) / "jobs.sqlite3"
+    path = settings.data_dir.jobs_queue
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey("lookalike", filename=str(path), utc=False)
 
@@ -126,9 +125,9 @@ class Jobs:
         """Queue a retrain, or join the one already queued or running (its id comes back):
         a burst of requests makes one model, not one each. Across processes: the last job
         id is kept in the data dir, and checked under a lock."""
-        home = Path(self.settings.home)
-        with file_lock(home / "retrain.enqueue.lock"):
-            last_file = home / "retrain.job"
+        data_dir = self.settings.data_dir
+        with file_lock(data_dir.retrain_enqueue_lock):
+            last_file = data_dir.retrain_job
             last = last_file.read_text().strip() if last_file.exists() else ""
             if last and self._unfinished(last):
                 return QueuedJob(last, joined=True)
@@ -142,7 +141,7 @@ class Jobs:
             return False
         if any(task.id == job_id for task in self.huey.pending()):
             return True
-        return retrain_running(Path(self.settings.home))
+        return retrain_running(self.settings.home)
 
     def result(self, job_id: str) -> dict[str, Any] | None:
         """A finished job's outcome (None while queued or running, or unknown)."""

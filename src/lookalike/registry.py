@@ -11,6 +11,11 @@ mechanism.
 
 Two kinds of models share it: ``lookalike`` (the face/image models, ``models/mNNNN``) and
 ``names`` (the name generator).
+
+Building a ``Registry`` and reading from it write nothing. A process that opens the database
+itself (a CLI command, a worker, a script) uses :meth:`Registry.open`, which also runs
+:meth:`Registry.prepare`: the migrations, and the adoption of model directories trained
+before the registry existed. The web app prepares its registry once at start-up.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import shutil
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -26,10 +32,11 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.artifacts import VERSION_PATTERN, ModelInfo, list_versions, models_dir
 from lookalike.config import Settings
+from lookalike.datadir import DataDir
 from lookalike.db import (
     ModelAlias,
     ModelEvent,
@@ -51,12 +58,8 @@ CHALLENGER = "challenger"
 def verify_artifact(home: Path, artifact: str, digest: str) -> None:
     """Refuse an artifact that is missing or damaged: every file listed in its
     ``model.json`` must match its recorded SHA-256, and ``digest`` must be one of them."""
-    relative = Path(artifact)
-    path = Path(home) / relative
     try:
-        # Checked on the name, not the resolved path: the data dir may use symlinks.
-        if relative.is_absolute() or ".." in relative.parts:
-            raise ValueError("artifact path leaves the data dir")
+        path = DataDir(home).artifact(artifact)  # ValueError when it leaves the data dir
         files = json.loads((path / "model.json").read_text())["files"]
         if digest not in files.values():
             raise ValueError("the registered digest is not among the artifact's files")
@@ -73,22 +76,57 @@ def verify_artifact(home: Path, artifact: str, digest: str) -> None:
 
 class Registry:
     """Read and change the registry. ``engine``: share the caller's (the web app's);
-    without one, the settings' database is initialised and an engine of its own is made."""
+    without one, an engine of its own is made on first use. Nothing is written until a
+    change is asked for: :meth:`open` (or :meth:`prepare`) readies the database."""
 
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.home = Path(settings.home)
         self._own_engine = engine is None
-        if engine is None:
-            init_db(settings.effective_database_url)
-            engine = make_engine(settings.effective_database_url)
-        self.engine = engine
-        self.sessions = session_factory(engine)
-        self._adopted = False
+        self._engine = engine
+        self._sessions = session_factory(engine) if engine is not None else None
+        self._engine_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, settings: Settings, engine: Engine | None = None) -> Registry:
+        """A registry on a ready database: for a process that opens the database itself
+        (works on a fresh data dir: see :meth:`prepare`)."""
+        registry = cls(settings, engine)
+        try:
+            return registry.prepare()
+        except BaseException:
+            registry.close()
+            raise
+
+    def prepare(self) -> Registry:
+        """Ready the database and the registry (idempotent, safe in several processes at
+        once): run the migrations (a database already at the newest schema is only read),
+        then adopt the model directories trained before the registry existed."""
+        self.migrate()
+        self.adopt_existing()
+        return self
+
+    def migrate(self) -> None:
+        """Create or upgrade the database's tables (the first half of :meth:`prepare`)."""
+        init_db(self.engine.url)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            with self._engine_lock:
+                if self._engine is None:
+                    self._engine = make_engine(self.settings.effective_database_url)
+        return self._engine
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        if self._sessions is None:
+            self._sessions = session_factory(self.engine)
+        return self._sessions
 
     def close(self) -> None:
-        if self._own_engine:
-            self.engine.dispose()
+        if self._own_engine and self._engine is not None:
+            self._engine.dispose()
 
     def __enter__(self) -> Registry:
         return self
@@ -106,8 +144,6 @@ class Registry:
         return self.alias(CHALLENGER, kind)
 
     def alias(self, alias: str, kind: str = LOOKALIKE) -> str | None:
-        if kind == LOOKALIKE and not self._adopted:
-            self.adopt_existing()
         with self.engine.connect() as conn:
             version: str | None = conn.execute(
                 select(ModelAlias.version).where(ModelAlias.kind == kind, ModelAlias.alias == alias)
@@ -128,8 +164,6 @@ class Registry:
 
     def versions(self, kind: str = LOOKALIKE) -> list[ModelVersion]:
         """Every registered version of ``kind``, newest first."""
-        if kind == LOOKALIKE and not self._adopted:
-            self.adopt_existing()
         with self.sessions() as session:
             rows = session.scalars(
                 select(ModelVersion)
@@ -370,15 +404,19 @@ class Registry:
 
     # -- housekeeping ------------------------------------------------------------------
 
-    def adopt_existing(self) -> None:
-        """Register model directories trained before the registry existed (once): all of
-        them, and the one ``models/current`` named becomes the champion."""
-        self._adopted = True
+    def _knows_models(self) -> bool:
         with self.engine.connect() as conn:
             known = conn.execute(
                 select(func.count()).select_from(ModelVersion).where(ModelVersion.kind == LOOKALIKE)
             ).scalar()
-        if known or not list_versions(self.home):
+        return bool(known)
+
+    def adopt_existing(self) -> None:
+        """Register model directories trained before the registry existed: all of them, and
+        the one ``models/current`` named becomes the champion. Only while the registry knows
+        no face/image model yet (a database that never saw this data dir's models); a
+        cheap read otherwise."""
+        if self._knows_models() or not list_versions(self.home):
             return
         pointer = models_dir(self.home) / "current"
         current = pointer.read_text().strip() if pointer.exists() else None
@@ -394,9 +432,10 @@ class Registry:
                 self.promote(current, reason="champion before the registry existed", actor="adopt")
 
     def orphan_artifacts(self) -> list[Path]:
-        """Model directories no registry row points at: what a killed training left."""
-        if not self._adopted:  # never mistake models from before the registry for orphans
-            self.adopt_existing()
+        """Model directories no registry row points at: what a killed training left.
+
+        While the registry knows no model at all, the version directories are models from
+        before the registry (waiting for :meth:`adopt_existing`), never orphans."""
         root = models_dir(self.home)
         if not root.exists():
             return []
@@ -412,7 +451,7 @@ class Registry:
             if p.is_dir()
             and (
                 p.name.startswith(".building-")
-                or (VERSION_PATTERN.fullmatch(p.name) and p.name not in registered)
+                or (VERSION_PATTERN.fullmatch(p.name) and registered and p.name not in registered)
             )
         )
 
@@ -425,8 +464,6 @@ class Registry:
         return removed
 
     def reserved_versions(self) -> set[str]:
-        if not self._adopted:
-            self.adopt_existing()
         with self.engine.connect() as conn:
             return set(conn.execute(select(ModelVersion.version)).scalars())
 

@@ -18,8 +18,6 @@ without a restart. Embeddings are cached by image hash, so a retrain embeds only
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +27,9 @@ from pathlib import Path
 from lookalike.artifacts import load_model
 from lookalike.config import Settings
 from lookalike.data.visitors import GatherReport, gather_visitor_photos
+from lookalike.datadir import DataDir
 from lookalike.errors import LookalikeError
+from lookalike.fsutil import exclusive_lock, lock_is_held
 from lookalike.registry import Registry
 from lookalike.training.compare import GateDecision, compare_models
 from lookalike.training.train import Progress, TrainReport, train
@@ -58,45 +58,23 @@ class RetrainResult:
         return self.decision.promoted
 
 
+def _refused(holder: str) -> RetrainRunning:
+    return RetrainRunning(
+        f"A retrain is already running ({holder}); wait for it to finish.",
+        details={"holder": holder},
+    )
+
+
 @contextmanager
 def training_lock(home: Path) -> Iterator[None]:
     """Held for a whole retrain; a second one is refused at once (not queued)."""
-    path = Path(home) / "retrain.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise RetrainRunning(
-                f"A retrain is already running ({holder}); wait for it to finish.",
-                details={"holder": holder},
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        f.flush()
-        try:
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    with exclusive_lock(DataDir(home).retrain_lock, _refused):
+        yield
 
 
 def retrain_running(home: Path) -> bool:
     """Whether a retrain holds the lock now (in any process)."""
-    path = Path(home) / "retrain.lock"
-    if not path.exists():
-        return False
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-        return False
+    return lock_is_held(DataDir(home).retrain_lock)
 
 
 def retrain(
@@ -118,9 +96,10 @@ def retrain(
     ``min_images_per_class`` images (``lookalike train`` leaves such classes out instead)."""
     start = time.perf_counter()
     own = registry is None
-    reg = registry or Registry(settings)
+    reg = registry or Registry.open(settings)
     try:
-        with training_lock(Path(settings.home)):
+        with training_lock(settings.home):
+            reg.adopt_existing()  # models from before the registry are never taken for orphans
             reg.remove_orphans()
             visitors = gather_visitor_photos(settings, reg.engine)
             report = train(
@@ -132,7 +111,7 @@ def retrain(
                 strict=strict,
             )
             created_by = f"{actor} ({trigger})"
-            reg.register_model(load_model(Path(settings.home), report.version).info, created_by)
+            reg.register_model(load_model(settings.home, report.version).info, created_by)
             if progress:
                 progress("compare", 0, 1)
             champion_version = reg.champion()
@@ -155,7 +134,7 @@ def retrain(
 def challenge(settings: Settings, registry: Registry, version: str, actor: str) -> GateDecision:
     """Put registered ``version`` through the gate against the champion and record the
     decision (and the promotion when it wins). The first model wins by default."""
-    home = Path(settings.home)
+    home = settings.home
     challenger = load_model(home, version)
     champion_version = registry.champion()
     if champion_version is None:

@@ -6,7 +6,7 @@ Keys are relative, slash-separated paths such as ``uploads/<key>`` or
 hidden temporary file next to the target, which is then renamed over it, so a reader sees the
 old object or the new one, never half of one.
 
-Layout under ``settings.home``::
+Layout under the data dir (``settings.data_dir.objects``)::
 
     objects/uploads/<key>
     objects/consented/<prediction id>
@@ -20,7 +20,6 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
@@ -78,7 +77,7 @@ class ObjectStore:
         self.settings = settings
         self.fs: AbstractFileSystem = fs if fs is not None else LocalFileSystem()
         if root is None:
-            root = str((Path(settings.home) / "objects").resolve())
+            root = str(settings.data_dir.objects.resolve())
         self.root = root.rstrip("/")
         self._local = isinstance(self.fs, LocalFileSystem)
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.datadir import DataDir
+
 
 @dataclass
 class CachedEmbedding:
@@ -89,3 +91,9 @@ class EmbeddingCache:
                 .fetchone()
             )
         return int(row[0])
+
+
+def embedding_cache(data_dir: DataDir) -> EmbeddingCache:
+    """The data dir's embedding cache: imports, training, the promotion gate and visitors'
+    photos all share this one file."""
+    return EmbeddingCache(data_dir.embedding_cache)

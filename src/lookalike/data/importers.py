@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from lookalike.config import Settings
-from lookalike.data.cache import EmbeddingCache
+from lookalike.data.cache import EmbeddingCache, embedding_cache
 from lookalike.data.checks import ImageFacts, Problem, run_checks
+from lookalike.data.embed import analysis_meta
 from lookalike.data.store import DatasetStore, ImageRecord
 from lookalike.errors import InvalidImage, InvalidInput, LookalikeError
 from lookalike.fsutil import file_lock
 from lookalike.vision.backbones import Analysis, Backbone, create_backbone
-from lookalike.vision.embed import analysis_meta
 from lookalike.vision.images import DecodedImage, decode_image
 
 IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
@@ -316,7 +316,7 @@ def import_items(
     """Import already-listed items (see ``import_images``): decode, analyse, check, store,
     then one catalog write for all of them."""
     store = DatasetStore(settings)
-    cache = EmbeddingCache(Path(settings.home) / "cache" / "embeddings.sqlite")
+    cache = embedding_cache(settings.data_dir)
     workers = 1 if backbone is not None else settings.resolved_embed_workers
     name = backbone_name or settings.backbone
     main_backbone = backbone or create_backbone(name, settings, threads=1 if workers > 1 else None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -68,8 +67,8 @@ def target_counts(n: int, settings: Settings) -> tuple[int, int]:
 class SplitStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.path = Path(settings.home) / "splits.json"
-        self.lock_path = Path(settings.home) / "splits.lock"
+        self.path = settings.data_dir.splits
+        self.lock_path = settings.data_dir.splits_lock
 
     def load(self) -> Splits:
         if not self.path.exists():

@@ -1,6 +1,6 @@
 """The dataset on disk: content-addressed image blobs plus one JSON catalog.
 
-Layout under ``settings.home``::
+Layout under the data dir (``lookalike.datadir``)::
 
     images/ab/abcdef....jpg   original bytes, named by their SHA-256
     dataset.json              catalog: classes and one record per image
@@ -67,12 +67,17 @@ class Catalog:
 
 
 class DatasetStore:
+    """The dataset of ``settings``' data dir. ``DatasetStore(settings)`` is the way to get it
+    anywhere: it keeps nothing but the data dir's paths, so building one costs nothing and
+    every one of a data dir sees the same files."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.root = Path(settings.home)
-        self.catalog_path = self.root / "dataset.json"
-        self.lock_path = self.root / "dataset.lock"
-        self.images_dir = self.root / "images"
+        data_dir = settings.data_dir
+        self.root = data_dir.root
+        self.catalog_path = data_dir.catalog
+        self.lock_path = data_dir.catalog_lock
+        self.images_dir = data_dir.images
 
     def blob_path(self, sha256: str, ext: str) -> Path:
         return self.images_dir / sha256[:2] / f"{sha256}.{ext}"

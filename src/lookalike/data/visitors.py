@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from lookalike.config import Settings
-from lookalike.data.cache import EmbeddingCache
+from lookalike.data.cache import embedding_cache
 from lookalike.data.importers import FileProblem, SourceItem, import_items
 from lookalike.data.store import DatasetStore
 from lookalike.db import Prediction
@@ -90,7 +89,7 @@ def gather_visitor_photos(settings: Settings, engine: Engine) -> GatherReport:
 def forget_visitor_photo(settings: Settings, prediction_id: str) -> int:
     """Remove a visitor's photo from the dataset, its blob and its cached embeddings."""
     store = DatasetStore(settings)
-    cache = EmbeddingCache(Path(settings.home) / "cache" / "embeddings.sqlite")
+    cache = embedding_cache(settings.data_dir)
     source = PREFIX + prediction_id
     with file_lock(store.lock_path):
         catalog = store.load()

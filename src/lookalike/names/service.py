@@ -1,5 +1,6 @@
-"""The name generator as the service uses it: train + register + promotion gate, and a
-lazily loaded, cached generator that follows the registry's champion.
+"""The name generator as the service uses it: train + register + promotion gate (one
+training at a time), and a lazily loaded, cached generator that follows the registry's
+champion (``lookalike.follow``, as ``Predictor`` does).
 
 Promotion gate for a newly trained version (recorded in the registry with its reason):
 
@@ -12,13 +13,17 @@ Promotion gate for a newly trained version (recorded in the registry with its re
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lookalike.config import Settings
+from lookalike.datadir import DataDir
 from lookalike.errors import LookalikeError, ModelUnavailable
+from lookalike.follow import ChampionFollower
+from lookalike.fsutil import exclusive_lock
 from lookalike.names.corpus import load_corpus
 from lookalike.names.generate import GeneratedNames, generate_names, validate_request
 from lookalike.names.store import (
@@ -33,6 +38,34 @@ from lookalike.names.store import (
 )
 from lookalike.names.train import HyperParameters, fit
 from lookalike.registry import Registry
+
+
+class NamesTrainingRunning(LookalikeError):
+    status = 409
+    code = "names.training_running"
+
+
+def _refused(holder: str) -> NamesTrainingRunning:
+    return NamesTrainingRunning(
+        f"A name generator is already being trained ({holder}); wait for it to finish.",
+        details={"holder": holder},
+    )
+
+
+@contextmanager
+def names_training_lock(data_dir: DataDir) -> Iterator[None]:
+    """Held for a whole name generator training; a second one is refused at once.
+
+    The same kind of lock as the face retrain's (``retrain.training_lock``) on a file of its
+    own (``names.lock``): two name trainings must not overlap (both would be judged against
+    the same champion, and the later promotion would win whatever its perplexity), but a name
+    training and a face retrain share nothing they could spoil: their artifacts live in
+    different directories, each kind has its own aliases, and every registry change is one
+    transaction. With one lock for both, a nightly retrain would refuse ``lookalike names
+    train`` for no reason.
+    """
+    with exclusive_lock(data_dir.names_training_lock, _refused):
+        yield
 
 
 @dataclass
@@ -80,7 +113,19 @@ def train_names(
     progress: Callable[[int, int, float], None] | None = None,
 ) -> NamesTrainReport:
     """Train on a corpus (``pokemon``, ``first-names`` or a file of names), save the version,
-    register it and run the promotion gate."""
+    register it and run the promotion gate; refused while another one trains
+    (``NamesTrainingRunning``)."""
+    with names_training_lock(settings.data_dir):
+        return _train_names(settings, corpus, params, created_by, progress)
+
+
+def _train_names(
+    settings: Settings,
+    corpus: str | Path,
+    params: HyperParameters | None,
+    created_by: str,
+    progress: Callable[[int, int, float], None] | None,
+) -> NamesTrainReport:
     data = load_corpus(
         corpus, max_names=settings.names_max_corpus_names, max_chars=settings.names_max_name_chars
     )
@@ -93,7 +138,7 @@ def train_names(
         "source": data.source,
     }
     info, _ = save_names_model(
-        Path(settings.home),
+        settings.home,
         result.model,
         list(data.names),
         corpus=corpus_facts,
@@ -101,7 +146,7 @@ def train_names(
         metrics=result.metrics(),
         created_by=created_by,
     )
-    with Registry(settings) as registry:
+    with Registry.open(settings) as registry:
         registry.register(
             kind=KIND,
             version=info.version,
@@ -116,7 +161,7 @@ def train_names(
         champion: NamesInfo | None = None
         if previous is not None:
             try:
-                champion = load_names_info(Path(settings.home), previous)
+                champion = load_names_info(settings.home, previous)
             except LookalikeError:
                 champion = None  # unreadable: the new one replaces it
         promoted, reason = promotion_decision(info, champion)
@@ -152,36 +197,44 @@ class NameGenerator:
         self.settings = settings
         self._lock = threading.Lock()
         self._registry = registry
-        self._model: NamesModel | None = None
+        # A name generator loads in milliseconds: a new champion is loaded in the request
+        # that first sees it (a damaged one is refused and the old one answers on).
+        self._follower: ChampionFollower[NamesModel] = ChampionFollower(
+            self._champion,
+            self._load_version,
+            lambda model: model.version,
+            what="name generator",
+        )
 
     @property
     def loaded_version(self) -> str | None:
         """The version in memory (None until the first request)."""
-        return self._model.version if self._model is not None else None
+        model = self._follower.current
+        return model.version if model is not None else None
+
+    @property
+    def failed(self) -> dict[str, tuple[float, str]]:
+        """Champions that failed to load: version -> (when to try again, why)."""
+        return self._follower.failed
 
     def _champion(self) -> str | None:
         if self._registry is None:
             with self._lock:
                 if self._registry is None:
-                    self._registry = Registry(self.settings)
+                    self._registry = Registry.open(self.settings)
         return self._registry.champion(KIND)
 
-    def load(self) -> NamesModel:
-        version = self._champion()
+    def _load_version(self, version: str | None, previous: NamesModel | None) -> NamesModel:
         if version is None:
             raise ModelUnavailable(
                 "No name generator has been trained yet. Train one with `lookalike names"
                 " train` (default corpus: the Pokemon names), then ask again.",
                 code="names.no_model",
             )
-        model = self._model
-        if model is not None and model.version == version:
-            return model
-        with self._lock:
-            model = self._model
-            if model is None or model.version != version:
-                model = self._model = load_names_model(Path(self.settings.home), version)
-        return model
+        return load_names_model(self.settings.home, version)
+
+    def load(self) -> NamesModel:
+        return self._follower.get()
 
     def generate(
         self,
@@ -211,7 +264,7 @@ class NameGenerator:
 def ensure_name_generator(settings: Settings, corpus: str = "pokemon") -> str:
     """Train and promote a name generator when none answers yet (``lookalike demo``);
     returns one line saying what answers /names."""
-    with Registry(settings) as registry:
+    with Registry.open(settings) as registry:
         champion = registry.champion(KIND)
     if champion is not None:
         return f"Name generator {champion} already answers /names."

@@ -6,9 +6,10 @@
     names/n0001/weights.npz   the GRU's weights (numpy arrays, float32)
     names/n0001/corpus.txt    the training names, one per line (generated names must be new)
 
-A version directory is built under a temporary name inside ``names/`` and renamed into place,
-so a reader sees a whole version or none. Loading checks every file's digest and refuses a
-damaged artifact with ``ModelUnavailable`` (``names.corrupt``).
+A version directory is built under a temporary name inside ``names/`` and renamed into place
+(``lookalike.versioned``, as the face models are), so a reader sees a whole version or none.
+Loading checks every file's digest and refuses a damaged artifact with ``ModelUnavailable``
+(``names.corrupt``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import re
-import shutil
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -28,12 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.datadir import DataDir
 from lookalike.errors import ModelUnavailable, NotFound
 from lookalike.names.model import CharGRU, Vocabulary
+from lookalike.versioned import VersionedDirs, version_pattern
 
 ARTIFACT_FORMAT = 1
 KIND = "names"
-VERSION_PATTERN = re.compile(r"n\d{4,}")
+PREFIX = "n"
+VERSION_PATTERN = version_pattern(PREFIX)
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
 CORPUS_FILE = "corpus.txt"
@@ -78,7 +78,7 @@ class NamesModel:
 
 
 def names_dir(home: Path) -> Path:
-    return Path(home) / "names"
+    return DataDir(home).names
 
 
 def artifact_path(version: str) -> str:
@@ -86,12 +86,12 @@ def artifact_path(version: str) -> str:
     return f"names/{version}"
 
 
+def _versions(home: Path) -> VersionedDirs:
+    return VersionedDirs(names_dir(home), PREFIX)
+
+
 def list_versions(home: Path) -> list[str]:
-    root = names_dir(home)
-    if not root.exists():
-        return []
-    found = [p.name for p in root.iterdir() if p.is_dir() and VERSION_PATTERN.fullmatch(p.name)]
-    return sorted(found, key=lambda n: int(n[1:]))
+    return _versions(home).versions()
 
 
 def _sha256(data: bytes) -> str:
@@ -110,8 +110,6 @@ def save_names_model(
 ) -> tuple[NamesInfo, str]:
     """Write a new version directory atomically; returns its info and the SHA-256 of its
     ``model.json`` (which lists the digests of the other files: the artifact's digest)."""
-    root = names_dir(home)
-    root.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, **net.arrays())  # type: ignore[arg-type]
     weights = buf.getvalue()
@@ -133,26 +131,15 @@ def save_names_model(
         metrics=metrics,
         files={WEIGHTS_FILE: _sha256(weights), CORPUS_FILE: _sha256(corpus_text)},
     )
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".building-"))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a web server user may need to read it
-        (tmp / WEIGHTS_FILE).write_bytes(weights)
-        (tmp / CORPUS_FILE).write_bytes(corpus_text)
-        while True:  # claim the next free version name; rename fails if it exists
-            existing = list_versions(home)
-            number = int(existing[-1][1:]) + 1 if existing else 1
-            info.version = f"n{number:04d}"
-            manifest = json.dumps(asdict(info), indent=1, ensure_ascii=False).encode("utf-8")
-            (tmp / MODEL_FILE).write_bytes(manifest)
-            try:
-                os.rename(tmp, root / info.version)
-                return info, _sha256(manifest)
-            except OSError:
-                if not (root / info.version).exists():
-                    raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    written: dict[str, bytes] = {}
+
+    def manifest(version: str) -> dict[str, bytes]:
+        info.version = version
+        written[MODEL_FILE] = json.dumps(asdict(info), indent=1, ensure_ascii=False).encode()
+        return {MODEL_FILE: written[MODEL_FILE]}
+
+    _versions(home).write({WEIGHTS_FILE: weights, CORPUS_FILE: corpus_text}, manifest)
+    return info, _sha256(written[MODEL_FILE])
 
 
 def _version_dir(home: Path, version: str) -> Path:

@@ -23,10 +23,10 @@ import numpy as np
 
 from lookalike.artifacts import TrainedModel, backbone_for
 from lookalike.config import Settings
+from lookalike.data.cache import embedding_cache
+from lookalike.data.embed import Embedder
 from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore, ImageRecord
-from lookalike.training.train import embedding_cache
-from lookalike.vision.embed import Embedder
 
 
 @dataclass
@@ -51,7 +51,7 @@ def predicted_labels(
 ) -> list[str | None]:
     """The model's best class for each photo (None where its backbone found no face)."""
     store = DatasetStore(settings)
-    embedder = Embedder(backbone_for(model.info, settings), embedding_cache(settings))
+    embedder = Embedder(backbone_for(model.info, settings), embedding_cache(settings.data_dir))
     result = embedder.embed_files({r.sha256: store.path_of(r) for r in records})
     have = [r for r in records if r.sha256 in result.vectors]
     answers: dict[str, str] = {}

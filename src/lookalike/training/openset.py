@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.training.heads import ClassAggregator
+from lookalike.scoring.heads import ClassAggregator
 
 
 def genuine_impostor(

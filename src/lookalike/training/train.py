@@ -14,7 +14,8 @@ import numpy as np
 
 from lookalike.artifacts import ModelInfo, TrainedModel, backbone_for, load_model, save_model
 from lookalike.config import Settings
-from lookalike.data.cache import EmbeddingCache
+from lookalike.data.cache import embedding_cache
+from lookalike.data.embed import Embedder, EmbedResult
 from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore, ImageRecord, now_iso
 from lookalike.data.visitors import is_visitor
@@ -23,7 +24,6 @@ from lookalike.training.evaluate import compute_metrics, write_report
 from lookalike.training.heads import HEADS, Head, create_head
 from lookalike.training.openset import choose_threshold, genuine_impostor
 from lookalike.vision.backbones import create_backbone
-from lookalike.vision.embed import Embedder, EmbedResult
 
 Progress = Callable[[str, int, int], None]
 
@@ -46,10 +46,6 @@ class TrainReport:
     cached: int
     failures: dict[str, str] = field(default_factory=dict)  # source -> why it was left out
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-def embedding_cache(settings: Settings) -> EmbeddingCache:
-    return EmbeddingCache(Path(settings.home) / "cache" / "embeddings.sqlite")
 
 
 def _arrays(
@@ -119,7 +115,7 @@ def train(
     index = {label: i for i, label in enumerate(labels)}
 
     backbone = create_backbone(backbone_name or settings.backbone, settings)
-    embedder = Embedder(backbone, embedding_cache(settings))
+    embedder = Embedder(backbone, embedding_cache(settings.data_dir))
     items = {r.sha256: store.path_of(r) for recs in by_subset.values() for r in recs}
     result: EmbedResult = embedder.embed_files(
         items, (lambda d, t: progress("embed", d, t)) if progress else None
@@ -195,7 +191,7 @@ def train(
     metrics["val_scores"] = val_scores
     metrics["fit_seconds"] = fit_seconds
     model.info.metrics = metrics
-    version = save_model(Path(settings.home), model, reserved)
+    version = save_model(settings.home, model, reserved)
     return TrainReport(
         version=version,
         head=chosen,
@@ -232,8 +228,7 @@ def evaluate(
     settings: Settings, version: str | None, out_dir: Path | None = None
 ) -> tuple[dict[str, Any], list[Path]]:
     """Re-evaluate a saved model on the frozen test set version it records."""
-    home = Path(settings.home)
-    model = load_model(home, version)
+    model = load_model(settings.home, version)
     info = model.info
     store = DatasetStore(settings)
     catalog = store.load()
@@ -244,7 +239,7 @@ def evaluate(
         catalog.images[h] for h in sorted(hashes) if h in catalog.images
         and catalog.images[h].label in index
     ]  # fmt: skip
-    embedder = Embedder(backbone_for(info, settings), embedding_cache(settings))
+    embedder = Embedder(backbone_for(info, settings), embedding_cache(settings.data_dir))
     result = embedder.embed_files({r.sha256: store.path_of(r) for r in records})
     x, y, kept = _arrays(records, result.vectors, index, model.gallery.shape[1])
     proba, _, match = model.classify(x) if len(x) else (np.zeros((0, 0)),) * 3
@@ -254,5 +249,5 @@ def evaluate(
     )  # fmt: skip
     metrics["model"] = info.version
     metrics["test_version"] = info.test_version
-    paths = write_report(metrics, info.labels, out_dir or home / "reports" / info.version)
+    paths = write_report(metrics, info.labels, out_dir or settings.data_dir.reports / info.version)
     return metrics, paths

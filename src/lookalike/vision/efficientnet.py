@@ -219,7 +219,7 @@ class ImageBackbone(Backbone):
 
     @property
     def onnx_path(self) -> Path:
-        return self.settings.home / "backbones" / f"efficientnet-lite0-{self.version}.onnx"
+        return self.settings.data_dir.backbones / f"efficientnet-lite0-{self.version}.onnx"
 
     @property
     def preprocessing(self) -> dict[str, Any]:
