@@ -313,13 +313,14 @@ def models_list(
 
     Newest first, with test figures and the gate's decision."""
     from lookalike.registry import Registry
+    from lookalike.services.models import alias_of, version_view
 
-    with Registry(settings_from(home)) as registry:
+    with Registry.open(settings_from(home)) as registry:
         rows, aliases = registry.versions(), registry.aliases()
     tags = {v: a for a, v in aliases.items()}
     if as_json:
-        data = [_version_dict(r, tags.get(r.version)) for r in rows]
-        print(json.dumps({"data": data, "count": len(data), "aliases": aliases}, indent=1))
+        data = [version_view(r, alias_of(r.version, aliases), show_authors=True) for r in rows]
+        _print_json({"data": data, "count": len(data), "aliases": aliases})
         return
     # Compact, one line per version (fits 80 columns); `models show V` has everything.
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
@@ -341,20 +342,8 @@ def _figure(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "-"
 
 
-def _version_dict(r: Any, alias: str | None) -> dict[str, Any]:
-    return {
-        "version": r.version,
-        "alias": alias,
-        "created_at": r.created_at.isoformat(),
-        "created_by": r.created_by,
-        "backbone": r.backbone,
-        "head": r.head,
-        "classes": len(r.labels),
-        "dataset_revision": r.dataset_revision,
-        "test_version": r.test_version,
-        "metrics": r.metrics,
-        "decision": r.decision,
-    }
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=1, default=lambda v: v.isoformat()))  # datetimes
 
 
 @models_app.command("show")
@@ -366,20 +355,15 @@ def models_show(
 
     Registration, gate decision with figures, promotions."""
     from lookalike.registry import Registry
+    from lookalike.services.models import alias_of, event_view, version_view
 
-    with Registry(settings_from(home)) as registry:
+    with Registry.open(settings_from(home)) as registry:
         row = registry.get(version)
         aliases = registry.aliases(row.kind)
         events = registry.events(row.kind, version)
-    tag = next((a for a, v in aliases.items() if v == version), None)
-    out = _version_dict(row, tag)
-    out["labels"] = row.labels
-    out["events"] = [
-        {"at": e.at.isoformat(), "kind": e.kind, "previous": e.previous, "promoted": e.promoted,
-         "reason": e.reason, "actor": e.actor, "figures": e.figures}
-        for e in reversed(events)
-    ]  # fmt: skip
-    print(json.dumps(out, indent=1))
+    out = version_view(row, alias_of(version, aliases), show_authors=True)
+    out["events"] = [event_view(e, show_authors=True) for e in reversed(events)]
+    _print_json(out)
 
 
 @models_app.command("promote")
@@ -392,10 +376,11 @@ def models_promote(
 
     Serving processes switch without a restart."""
     from lookalike.registry import Registry
+    from lookalike.services import models
 
-    with Registry(settings_from(home)) as registry:
-        previous = registry.promote(version, reason=reason, actor="cli")
-    console.print(f"Champion: [bold]{escape(version)}[/] (was {escape(str(previous))}).")
+    with Registry.open(settings_from(home)) as registry:
+        move = models.promote(registry, version, reason=reason, actor="cli")
+    console.print(f"Champion: [bold]{escape(version)}[/] (was {escape(str(move.previous))}).")
 
 
 @models_app.command("rollback")
@@ -410,10 +395,12 @@ def models_rollback(
 
     Serving processes switch without a restart."""
     from lookalike.registry import Registry
+    from lookalike.services import models
 
-    with Registry(settings_from(home)) as registry:
-        old, new = registry.rollback(reason=reason, actor="cli", to=to)
-    console.print(f"Champion: [bold]{escape(new)}[/] (rolled back from {escape(old)}).")
+    with Registry.open(settings_from(home)) as registry:
+        move = models.rollback(registry, reason=reason, actor="cli", to=to)
+    was = escape(str(move.previous))
+    console.print(f"Champion: [bold]{escape(move.champion)}[/] (rolled back from {was}).")
 
 
 @app.command()
@@ -430,7 +417,7 @@ def evaluate(
 
     settings = settings_from(home)
     if version is None:
-        with Registry(settings) as registry:
+        with Registry.open(settings) as registry:
             version = registry.champion()
     metrics, paths = run_evaluate(settings, version, out)
     console.print(

@@ -2,7 +2,7 @@
 
 Three kinds of answer: "this is X" (the identity score passes the threshold learnt on the
 gallery), "you look like X" (everyone else: lookalikes ranked and given a strength by
-``training.resemblance``, two names when they tie), or ``CannotJudge`` raised (no face, or a
+``scoring.resemblance``, two names when they tie), or ``CannotJudge`` raised (no face, or a
 face too small, dark or blurred).
 
 Set up once (model and backbone load lazily on the first call, or in ``load()``), then
@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,11 @@ from lookalike.data.store import DatasetStore
 from lookalike.errors import (
     CannotJudge,
     InvalidInput,
-    LookalikeError,
     ModelUnavailable,
     NoFaceFound,
 )
-from lookalike.training.resemblance import strength_phrase, strength_words
+from lookalike.follow import ChampionFollower
+from lookalike.scoring.resemblance import strength_phrase, strength_words
 from lookalike.vision.backbones import Analysis, Backbone, Face, l2_normalize
 from lookalike.vision.images import DecodedImage, decode_image
 from lookalike.vision.quality import FaceQuality, judge, measure
@@ -71,20 +72,25 @@ class Neighbour:
 
 
 @dataclass
-class Lookalike:
-    """One class the visitor resembles, with how strongly (see ``training.resemblance``)."""
+class LookalikeMatch:
+    """One class the visitor resembles, with how strongly (see ``scoring.resemblance``)."""
 
     label: str
     score: float  # centred-centroid cosine
     strength: float  # share of strangers who resemble anyone here less (0..1)
     reference: Neighbour | None  # the class's reference photo closest to the visitor
 
+    @property
+    def strength_words(self) -> str:
+        """One of "very strong", "strong", "moderate" or "slight"."""
+        return strength_words(self.strength)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label,
             "score": round(self.score, 4),
             "strength": round(self.strength, 4),
-            "strength_words": strength_words(self.strength),
+            "strength_words": self.strength_words,
             "reference": self.reference.to_dict() if self.reference else None,
         }
 
@@ -98,15 +104,32 @@ class Visit:
     backbone_key: str
 
 
-SAME_PERSON = "same_person"
-LOOKALIKE = "lookalike"
+class AnswerKind(StrEnum):
+    SAME_PERSON = "same_person"  # "this is X": the identity score passes the threshold
+    LOOKALIKE = "lookalike"  # "you look like X": everyone else
+
+
+SAME_PERSON = AnswerKind.SAME_PERSON
+LOOKALIKE = AnswerKind.LOOKALIKE
+
+
+@dataclass(frozen=True)
+class SkippedFrame:
+    """A photo of a burst that gave no usable face, and why (the others answered)."""
+
+    index: int  # 0-based, in the order sent
+    code: str  # the error code it would have had alone (face.not_found, face.too_small, ...)
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "code": self.code, "message": self.message}
 
 
 @dataclass
 class Prediction:
-    kind: str  # SAME_PERSON ("this is X") or LOOKALIKE ("you look like X")
+    kind: AnswerKind
     names: list[str]  # who the answer names: one, or two when they tie
-    lookalikes: list[Lookalike]  # the strongest first (same person: that person first)
+    lookalikes: list[LookalikeMatch]  # the strongest first (same person: that person first)
     best_label: str  # the answer's first name
     probability: float  # the head's probability of ``best_label``
     probabilities: list[tuple[str, float]]  # every class, best first
@@ -123,7 +146,7 @@ class Prediction:
     visit_mean: np.ndarray  # the mean of the looks' embeddings (to carry the visit on)
     backbone_key: str  # the embedding space of ``vector``
     quality: FaceQuality | None = None
-    errors: list[str] = field(default_factory=list)  # frames that were skipped, and why
+    skipped: list[SkippedFrame] = field(default_factory=list)
     frame_index: int = 0  # the frame ``faces`` and ``image`` come from (the first one used)
     image: DecodedImage | None = field(default=None, repr=False)  # that frame, decoded
 
@@ -167,7 +190,7 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         return {
             "answer": {
-                "kind": self.kind,
+                "kind": str(self.kind),
                 "names": self.names,
                 "tie": self.tie,
                 "message": self.message,
@@ -193,7 +216,7 @@ class Prediction:
             "frame_index": self.frame_index,
             "model_version": self.model_version,
             "latency_ms": round(self.latency_ms, 1),
-            "skipped_frames": self.errors,
+            "skipped_frames": [s.to_dict() for s in self.skipped],
         }
 
 
@@ -322,6 +345,13 @@ class Backbones:
         return backbone
 
 
+def _registry_unavailable(exc: Exception) -> ModelUnavailable:
+    return ModelUnavailable(
+        f"The model registry cannot be read ({type(exc).__name__}); check the database.",
+        code="model.registry_unavailable",
+    )
+
+
 class Predictor:
     def __init__(
         self,
@@ -341,38 +371,42 @@ class Predictor:
         self.pinned_version = version
         self.workers = workers
         self._champion = champion
-        self._lock = threading.Lock()
-        # One tuple, swapped in one assignment: a concurrent reload never pairs one version's
-        # model with another version's backbones.
-        self._loaded: tuple[TrainedModel, Backbones] | None = None
-        self._swapping: threading.Thread | None = None
-        # version -> (monotonic time before which it is not tried again, why it failed)
-        self.failed: dict[str, tuple[float, str]] = {}
+        # The model and its backbones: one tuple, swapped in one assignment, so a concurrent
+        # reload never pairs one version's model with another version's backbones. A new
+        # champion is loaded in the background, beside the old one (see lookalike.follow).
+        self._follower: ChampionFollower[tuple[TrainedModel, Backbones]] = ChampionFollower(
+            self._wanted,
+            self._build,
+            lambda loaded: loaded[0].info.version,
+            background=True,
+            retry_seconds=SWAP_RETRY_SECONDS,
+            unreadable=_registry_unavailable,
+            logger=log,
+        )
 
     @property
     def home(self) -> Path:
         return Path(self.settings.home)
 
-    def wanted_version(self) -> str | None:
-        """The version that should answer: the pinned one, else the champion."""
+    @property
+    def failed(self) -> dict[str, tuple[float, str]]:
+        """Champions that failed to load: version -> (monotonic time before which it is not
+        tried again, why it failed)."""
+        return self._follower.failed
+
+    def _wanted(self) -> str | None:
         if self.pinned_version:
             return self.pinned_version
         if self._champion is None:
             from lookalike.registry import Registry  # the registry needs the database
 
-            self._champion = Registry(self.settings).champion
-        try:
-            return self._champion()
-        except Exception as exc:  # the database is down: serve on with what is loaded
-            loaded = self._loaded
-            if loaded is None:
-                raise ModelUnavailable(
-                    f"The model registry cannot be read ({type(exc).__name__}); check the"
-                    " database.",
-                    code="model.registry_unavailable",
-                ) from exc
-            log.warning("registry unreadable, %s serves on: %s", loaded[0].info.version, exc)
-            return loaded[0].info.version
+            self._champion = Registry.open(self.settings).champion
+        return self._champion()
+
+    def wanted_version(self) -> str | None:
+        """The version that should answer: the pinned one, else the champion (the loaded one
+        while the registry cannot be read)."""
+        return self._follower.wanted_version()
 
     def load(self, wait: bool = False) -> TrainedModel:
         """The model answering now (loaded on first use). When the champion moved, the new
@@ -381,18 +415,7 @@ class Predictor:
         return self._load(wait)[0]
 
     def _load(self, wait: bool = False) -> tuple[TrainedModel, Backbones]:
-        wanted = self.wanted_version()
-        loaded = self._loaded
-        if loaded is not None and loaded[0].info.version == wanted:
-            return loaded
-        if loaded is None or wait or wanted is None:
-            with self._lock:
-                loaded = self._loaded
-                if loaded is None or loaded[0].info.version != wanted:
-                    loaded = self._loaded = self._build(wanted, loaded)
-                return loaded
-        self._swap_in_background(wanted)
-        return loaded
+        return self._follower.get(wait)
 
     def _build(
         self, version: str | None, previous: tuple[TrainedModel, Backbones] | None
@@ -401,35 +424,6 @@ class Predictor:
         if previous is not None and previous[1].key == model.info.backbone_key:
             return model, previous[1]  # same backbone, same settings: keep it warm
         return model, Backbones.build(model.info, self.settings, self.workers)
-
-    def _swap_in_background(self, wanted: str) -> None:
-        retry_at, _ = self.failed.get(wanted, (0.0, ""))
-        if time.monotonic() < retry_at:
-            return  # it failed recently: keep serving the old one
-        with self._lock:
-            if self._swapping is not None and self._swapping.is_alive():
-                return
-            self._swapping = threading.Thread(
-                target=self._swap, args=(wanted,), name=f"load-{wanted}", daemon=True
-            )
-            self._swapping.start()
-
-    def _swap(self, wanted: str) -> None:
-        try:
-            built = self._build(wanted, self._loaded)
-        except LookalikeError as exc:  # damaged or missing artifact: the old one serves on
-            self.failed[wanted] = (time.monotonic() + SWAP_RETRY_SECONDS, exc.message)
-            log.error(
-                "model %s could not be loaded, %s keeps serving: %s",
-                wanted,
-                self._loaded[0].info.version if self._loaded else None,
-                exc.message,
-            )
-            return
-        with self._lock:
-            self._loaded = built
-            self.failed.pop(wanted, None)
-        log.info("now serving model %s", wanted)
 
     def predict(
         self,
@@ -455,7 +449,7 @@ class Predictor:
         if visit is not None and visit.backbone_key != model.info.backbone_key:
             visit = None  # the champion changed to another embedding space: start afresh
         vectors: list[np.ndarray] = []
-        skipped: list[str] = []
+        skipped: list[SkippedFrame] = []
         used: tuple[int, DecodedImage, Analysis, FaceQuality | None] | None = None
         refusals: list[CannotJudge] = []
         for i, frame in enumerate(frames):
@@ -483,7 +477,7 @@ class Predictor:
                     used = used or (i, image, analysis, quality)
                     vectors.append(analysis.vector)
             if problem is not None:
-                skipped.append(f"photo {i}: {problem.message}")
+                skipped.append(SkippedFrame(i, problem.code, problem.message))
                 refusals.append(problem)
             del image  # a large frame is freed before the next one is decoded
         if used is None:
@@ -526,7 +520,7 @@ class Predictor:
         used: tuple[int, DecodedImage, Analysis, FaceQuality | None],
         frames_used: int,
         looks: int,
-        errors: list[str],
+        skipped: list[SkippedFrame],
         start: float,
     ) -> Prediction:
         """The answer for ``mean``, the looks' mean embedding; ``used``: the first frame
@@ -570,7 +564,7 @@ class Predictor:
 
         shown = max(self.settings.lookalikes_shown, len(names))
         lookalikes = [
-            Lookalike(
+            LookalikeMatch(
                 label=labels[c],
                 score=float(res_scores[c]),
                 strength=float(strengths[c]),
@@ -598,7 +592,7 @@ class Predictor:
             visit_mean=mean,
             backbone_key=info.backbone_key,
             quality=quality,
-            errors=errors,
+            skipped=skipped,
             frame_index=frame_index,
             image=image,
         )

@@ -1,13 +1,10 @@
 """The FastAPI app factory: everything built from one ``Settings``, nothing global.
 
-``create_app(settings)`` puts on ``app.state``: ``settings``, one ``predictor`` (loaded and
-warmed at start-up when a model exists; without one the app still starts and prediction
-endpoints answer 503 ``model.none``; concurrent requests are analysed side by side, see
-``lookalike.inference.Backbones``), ``engine`` + ``sessions`` (the prediction log),
-``registry`` (model versions; the predictor follows its champion), ``store`` (object
-store), ``templates``, ``metrics`` (a Prometheus registry of its own),
-``rate_limiter`` and ``login_limiter``, ``gallery`` (reference photos of the current model),
-``names`` (the name generator) and ``quote_of_the_day``.
+``create_app(settings)`` builds one ``AppState`` (``lookalike.api.state``; routes reach it
+through the typed dependencies of ``lookalike.api.deps``): among others one ``predictor``
+(loaded and warmed at start-up when a model exists; without one the app still starts and
+prediction endpoints answer 503 ``model.none``; concurrent requests are analysed side by
+side, see ``lookalike.inference.Backbones``).
 
 Middleware, outermost first: metrics -> body size limit -> security headers -> FastAPI's
 exception handling (one error shape, ``lookalike.api.errors``) -> routes.
@@ -29,20 +26,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike import __version__
-from lookalike.api.deps import GalleryCache
 from lookalike.api.errors import install_error_handlers
+from lookalike.api.gallery import GalleryCache
 from lookalike.api.limits import BodySizeLimit, RateLimiter
+from lookalike.api.metrics import Metrics, MetricsMiddleware
 from lookalike.api.openapi import document_errors, install_openapi
 from lookalike.api.routes import ROUTERS
-from lookalike.api.routes.metrics import Metrics, MetricsMiddleware
-from lookalike.api.routes.uploads import sweep_uploads
+from lookalike.api.state import AppState
 from lookalike.config import Settings, get_settings
-from lookalike.db import init_db, make_engine, session_factory
+from lookalike.db import make_engine, session_factory
 from lookalike.errors import LookalikeError
 from lookalike.inference import Predictor
 from lookalike.names.service import NameGenerator
 from lookalike.quotes import QuoteOfTheDay
 from lookalike.registry import Registry
+from lookalike.services.uploads import sweep_uploads
 from lookalike.storage import ObjectStore
 
 log = logging.getLogger("lookalike.api")
@@ -110,7 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(init_db, url)
+        # The migrations, then the models trained before the registry (once).
+        await run_in_threadpool(registry.prepare)
         try:
             await run_in_threadpool(sweep_uploads, sessions, store, settings)
         except Exception:
@@ -136,19 +135,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api/openapi.json",
         swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
     )
-    app.state.settings = settings
-    app.state.predictor = predictor
-    app.state.registry = registry
-    app.state.engine = engine
-    app.state.sessions = sessions
-    app.state.store = store
-    app.state.templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
-    app.state.metrics = Metrics()
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
-    app.state.login_limiter = RateLimiter(settings.login_attempts_per_minute)
-    app.state.gallery = GalleryCache()
-    app.state.names = NameGenerator(settings, registry)  # loads its model on first use
-    app.state.quote_of_the_day = QuoteOfTheDay(settings, sessions)
+    state = app.state.lookalike = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        registry=registry,
+        predictor=predictor,
+        store=store,
+        templates=Jinja2Templates(directory=str(WEB_DIR / "templates")),
+        metrics=Metrics(),
+        rate_limiter=RateLimiter(settings.rate_limit_per_minute),
+        login_limiter=RateLimiter(settings.login_attempts_per_minute),
+        gallery=GalleryCache(),
+        names=NameGenerator(settings, registry),  # loads its model on first use
+        quote_of_the_day=QuoteOfTheDay(settings, sessions),
+    )
 
     install_error_handlers(app)
     document_errors(ROUTERS)
@@ -163,5 +164,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_request_bytes,
         read_timeout=settings.request_timeout_seconds,
     )
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

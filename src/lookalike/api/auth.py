@@ -2,13 +2,15 @@
 
 Protecting a route (the stable API other routers use)::
 
-    from lookalike.api.auth import Admin, require_admin, require_csrf
+    from lookalike.api.auth import AdminDep, require_admin, require_csrf
+
+    router = APIRouter(dependencies=[Depends(require_admin)])   # a router of admin routes
 
     @router.get("/api/things")                      # read-only: admin only
-    def things(admin: Admin = Depends(require_admin)) -> ...: ...
+    def things() -> ...: ...
 
     @router.post("/api/things", dependencies=[Depends(require_csrf)])   # changes state
-    def change(admin: Admin = Depends(require_admin)) -> ...: ...
+    def change(admin: AdminDep) -> ...: ...            # who did it, for the audit
 
 ``require_admin`` returns an :class:`Admin` (``name``, ``via`` = ``"session"`` or ``"token"``,
 ``actor`` for logs and audit rows). It accepts
@@ -58,7 +60,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -68,6 +70,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lookalike import accounts
 from lookalike.api.errors import ApiError
 from lookalike.api.limits import RateLimiter, client_address
+from lookalike.api.state import app_state
 from lookalike.config import Settings
 
 SESSION_COOKIE = "lookalike_admin"
@@ -296,13 +299,11 @@ def login_url(next_path: str | None = None) -> str:
 
 
 def _sessions(request: Request) -> sessionmaker[Session]:
-    sessions: sessionmaker[Session] = request.app.state.sessions
-    return sessions
+    return app_state(request.app).sessions
 
 
 def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return app_state(request.app).settings
 
 
 def is_api_path(path: str) -> bool:
@@ -397,6 +398,10 @@ def is_admin(request: Request) -> bool:
     return True
 
 
+AdminDep = Annotated[Admin, Depends(require_admin)]
+"""The signed-in admin, for routes that use who it is (admin-only routers declare
+``dependencies=[Depends(require_admin)]`` once)."""
+
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -430,8 +435,7 @@ async def require_csrf(request: Request, admin: Admin = Depends(require_admin)) 
 
 def login_limiter(request: Request) -> RateLimiter:
     """The app's sign-in limiter (per client address)."""
-    limiter: RateLimiter = request.app.state.login_limiter
-    return limiter
+    return app_state(request.app).login_limiter
 
 
 def login_retry_after(request: Request) -> int | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import threading
 import time
 from collections import deque
@@ -207,18 +206,3 @@ class RateLimiter:
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
-
-
-async def rate_limit(request: Request) -> None:
-    """Dependency for public endpoints that do work."""
-    limiter: RateLimiter = request.app.state.rate_limiter
-    retry_after = limiter.hit(client_address(request))
-    if retry_after is not None:
-        seconds = max(1, math.ceil(retry_after))
-        raise ApiError(
-            f"Too many requests: at most {limiter.per_minute} a minute. Try again in {seconds} s.",
-            code="rate_limited",
-            status=429,
-            details={"limit_per_minute": limiter.per_minute, "retry_after": seconds},
-            headers={"Retry-After": str(seconds)},
-        )

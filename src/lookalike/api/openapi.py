@@ -4,7 +4,7 @@ Every non-2xx answer has one shape (``ErrorPublic``). Which statuses an operatio
 follows from what it is: a request body can be refused as too large (413), slow (408) or
 malformed (400); a path parameter can name nothing (404); admin operations refuse strangers
 (401, 403); rate-limited ones answer 429; anything can meet an unreachable database (503) or
-a bug (500). The operation-specific ones are listed in ``EXTRA``. ``tests/test_openapi.py``
+a bug (500). The operation-specific ones are listed in ``EXTRA``. ``tests/api/test_openapi.py``
 runs schemathesis with every check against the real app to keep this true.
 """
 
@@ -19,7 +19,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from lookalike.api.auth import require_admin
-from lookalike.api.limits import rate_limit
+from lookalike.api.deps import rate_limit
 from lookalike.api.schemas import ErrorPublic, PredictionFromUpload
 from lookalike.config import Settings
 
@@ -95,8 +95,8 @@ def _parameter(operation: dict[str, Any], name: str) -> dict[str, Any]:
 
 def settings_bounds(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Limits that are settings, written into this app's schema (the routes are shared)."""
-    from lookalike.api.routes.uploads import UPLOAD_TYPES
     from lookalike.names.generate import MAX_TEMPERATURE, MIN_TEMPERATURE
+    from lookalike.services.uploads import UPLOAD_TYPES
 
     paths = schema["paths"]
     names = paths["/api/names"]["get"]

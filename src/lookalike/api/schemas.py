@@ -93,6 +93,12 @@ class FaceQualityPublic(BaseModel):
     sharpness: float
 
 
+class SkippedFramePublic(BaseModel):
+    index: int = Field(description="0-based, in the order the photos were sent")
+    code: str = Field(description="Why, as the error code it would have had alone")
+    message: str
+
+
 class PredictionPublic(BaseModel):
     """The answer to a photo (or a webcam burst, or a visit of several)."""
 
@@ -114,7 +120,9 @@ class PredictionPublic(BaseModel):
     quality: FaceQualityPublic | None
     frames_used: int
     frame_index: int = Field(description="The photo `faces` and `face_crop` come from (0-based)")
-    skipped_frames: list[str]
+    skipped_frames: list[SkippedFramePublic] = Field(
+        description="Photos of a burst without a usable face (the others answered)"
+    )
     model_version: str
     latency_ms: float
     face_crop: str | None = Field(description="data: URL (JPEG) of the face region")

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from lookalike.api.deps import GalleryIndex, get_gallery
+from lookalike.api.deps import GalleryDep
 from lookalike.api.schemas import ClassList, ClassPublic
 
 router = APIRouter(prefix="/api/classes", tags=["classes"])
 
 
 @router.get("", response_model=ClassList, summary="Classes of the current model")
-def list_classes(gallery: GalleryIndex = Depends(get_gallery)) -> ClassList:
+def list_classes(gallery: GalleryDep) -> ClassList:
     data = [
         ClassPublic(
             name=label,

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
-from lookalike.api.deps import get_engine, get_predictor
+from lookalike.api.deps import EngineDep, PredictorDep
 from lookalike.api.errors import DATABASE_RETRY_SECONDS, error_response
 from lookalike.api.schemas import ErrorPublic, HealthPublic
 from lookalike.errors import LookalikeError
-from lookalike.inference import Predictor
 
 log = logging.getLogger("lookalike.api")
 
@@ -25,9 +24,7 @@ router = APIRouter(prefix="/api/health", tags=["health"])
     summary="Service health",
     responses={503: {"model": ErrorPublic, "description": "The database cannot be reached"}},
 )
-def health(
-    predictor: Predictor = Depends(get_predictor), engine: Engine = Depends(get_engine)
-) -> HealthPublic | JSONResponse:
+def health(predictor: PredictorDep, engine: EngineDep) -> HealthPublic | JSONResponse:
     try:
         version: str | None = predictor.load().info.version
     except LookalikeError:

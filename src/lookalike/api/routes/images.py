@@ -10,12 +10,11 @@ from __future__ import annotations
 import io
 import re
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from PIL import Image
 
-from lookalike.api.deps import GalleryIndex, get_gallery, get_settings
-from lookalike.config import Settings
+from lookalike.api.deps import GalleryDep, SettingsDep
 from lookalike.data.store import DatasetStore
 from lookalike.errors import NotFound
 
@@ -63,8 +62,8 @@ def _to_png(data: bytes) -> bytes:
 def get_image(
     sha256: str,
     request: Request,
-    gallery: GalleryIndex = Depends(get_gallery),
-    settings: Settings = Depends(get_settings),
+    gallery: GalleryDep,
+    settings: SettingsDep,
 ) -> Response:
     if not _SHA256.fullmatch(sha256) or sha256 not in gallery.ext_by_hash:
         raise _not_found(sha256)

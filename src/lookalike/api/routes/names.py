@@ -1,6 +1,6 @@
 """The name generator: ``GET /api/names`` (JSON) and the ``/names`` page.
 
-The generator lives on ``app.state.names`` (made by ``create_app``); it loads the registry's
+The generator is the app state's ``names`` (made by ``create_app``); it loads the registry's
 champion lazily and again only when the champion changes (see ``lookalike.names.service``).
 Parameters are checked by the engine, so out-of-range values get a precise code
 (``names.count``, ``names.temperature``, ``names.prefix``, ...) in the one error shape.
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
-from lookalike.api.limits import rate_limit
-from lookalike.api.routes.pages import PAGE_CSP
+from lookalike.api.deps import StateDep, rate_limit
+from lookalike.api.routes.pages import public_page
 from lookalike.names.generate import MAX_TEMPERATURE, MIN_TEMPERATURE
-from lookalike.names.service import NameGenerator
 
 router = APIRouter(tags=["names"])
 
@@ -39,12 +37,6 @@ class NamesPublic(BaseModel):
     )
 
 
-def name_generator(request: Request) -> NameGenerator:
-    """The app's one ``NameGenerator``."""
-    generator: NameGenerator = request.app.state.names
-    return generator
-
-
 @router.get(
     "/api/names",
     response_model=NamesPublic,
@@ -52,7 +44,7 @@ def name_generator(request: Request) -> NameGenerator:
     dependencies=[Depends(rate_limit)],
 )
 def get_names(
-    request: Request,
+    state: StateDep,
     count: int = Query(5, description="How many names: 1 to names_max_count (15)"),
     temperature: float = Query(
         1.0,
@@ -64,17 +56,17 @@ def get_names(
         None, description="Longest name in characters (default and limit: names_max_length)"
     ),
 ) -> NamesPublic:
-    generated = name_generator(request).generate(
+    generated = state.names.generate(
         count=count, temperature=temperature, prefix=prefix, seed=seed, max_length=max_length
     )
     return NamesPublic(**generated.to_dict())
 
 
 @router.get("/names", response_class=HTMLResponse, include_in_schema=False)
-def names_page(request: Request) -> HTMLResponse:
-    templates: Jinja2Templates = request.app.state.templates
-    settings = request.app.state.settings
-    response = templates.TemplateResponse(
+def names_page(request: Request, state: StateDep) -> HTMLResponse:
+    settings = state.settings
+    return public_page(
+        state,
         request,
         "names.html",
         {
@@ -86,6 +78,3 @@ def names_page(request: Request) -> HTMLResponse:
             "quote_timeout_ms": int(settings.quote_timeout_seconds * 1000),
         },
     )
-    response.headers["Content-Security-Policy"] = PAGE_CSP
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response

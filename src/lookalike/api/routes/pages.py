@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
+
+from lookalike.api.deps import StateDep
+from lookalike.api.state import AppState, app_state
 
 router = APIRouter(tags=["pages"])
 
@@ -16,11 +20,41 @@ PAGE_CSP = (
 )
 
 
+# Admin pages: scripts from this site only (no inline script, no eval), nothing framed,
+# forms post here only. Styles may also be inline: plotly.js styles its charts with
+# <style> rules and style attributes it writes itself.
+ADMIN_CSP = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+    " object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def admin_page(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    """An admin page (the sign-in page too): its own CSP, never cached."""
+    templates = app_state(request.app).templates
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
+    response.headers["Content-Security-Policy"] = ADMIN_CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def public_page(
+    state: AppState, request: Request, template: str, context: dict[str, Any]
+) -> HTMLResponse:
+    """A public page, under its Content-Security-Policy and leaking no referrer."""
+    response = state.templates.TemplateResponse(request, template, context)
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index(request: Request) -> HTMLResponse:
-    templates: Jinja2Templates = request.app.state.templates
-    settings = request.app.state.settings
-    response = templates.TemplateResponse(
+def index(request: Request, state: StateDep) -> HTMLResponse:
+    settings = state.settings
+    return public_page(
+        state,
         request,
         "index.html",
         {
@@ -28,6 +62,3 @@ def index(request: Request) -> HTMLResponse:
             "max_image_bytes": settings.max_image_bytes,
         },
     )
-    response.headers["Content-Security-Policy"] = PAGE_CSP
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from lookalike.quotes import QuoteOfTheDay
+from lookalike.api.deps import StateDep
 
 router = APIRouter(prefix="/api/quote", tags=["quote"])
 
@@ -27,12 +27,6 @@ class QuotePublic(BaseModel):
     )
 
 
-def quote_of_the_day(request: Request) -> QuoteOfTheDay:
-    """The app's one ``QuoteOfTheDay``."""
-    quotes: QuoteOfTheDay = request.app.state.quote_of_the_day
-    return quotes
-
-
 @router.get("", response_model=QuotePublic, summary="The quote of the day")
-def get_quote(request: Request) -> QuotePublic:
-    return QuotePublic(**quote_of_the_day(request).get().to_dict())
+def get_quote(state: StateDep) -> QuotePublic:
+    return QuotePublic(**state.quote_of_the_day.get().to_dict())

@@ -1,0 +1,378 @@
+"""Answer photos and keep the log: the prediction path's decode -> predict -> record steps.
+
+Privacy: a photo is decoded and analysed in memory. Only with consent are its bytes kept
+(``consented/<id>.<ext>`` in the object store) and a deletion token handed out once; the
+database keeps only the token's SHA-256. Without consent nothing of the image is kept: no
+bytes, no embedding, only the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from lookalike.artifacts import load_model
+from lookalike.config import Settings
+from lookalike.data.visitors import PREFIX as VISITOR_PREFIX
+from lookalike.data.visitors import forget_visitor_photo
+from lookalike.db import Prediction as PredictionRecord
+from lookalike.db import Upload, utcnow
+from lookalike.errors import CannotJudge, LookalikeError, NotFound
+from lookalike.inference import Prediction, Predictor
+from lookalike.registry import Registry
+from lookalike.services.uploads import object_key
+from lookalike.storage import ObjectStore
+from lookalike.vision.images import DecodedImage
+from lookalike.visits import decode_visit, encode_visit
+
+log = logging.getLogger("lookalike.services")
+
+Client = Literal["web", "api"]
+MAX_TOKEN_LENGTH = 200
+_ID = re.compile(r"[0-9a-f]{32}")
+_FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "GIF": "gif"}
+_EXT_TYPE = {
+    "jpg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+    "gif": "image/gif",
+    "pgm": "image/x-portable-graymap",
+    "ppm": "image/x-portable-pixmap",
+    "pbm": "image/x-portable-bitmap",
+}
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photo as it arrived (bytes, not yet decoded) and what to call it in errors."""
+
+    data: bytes
+    name: str
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    face_index: int | None = None
+    consent: bool = False
+    client: Client = "api"
+    visit: str | None = None  # the signed visit token of the visitor's previous answer
+
+
+@dataclass(frozen=True)
+class RecordedPrediction:
+    """An answer and its log row; the secrets are handed to the visitor once, never stored."""
+
+    prediction: Prediction
+    record: PredictionRecord
+    image: DecodedImage  # the frame answered from (for the face crops shown)
+    visit: str  # signed: the looks so far, to answer the next photo together
+    feedback_token: str
+    deletion_token: str | None  # only when the photo was kept (consent)
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def feedback_token(settings: Settings, prediction_id: str) -> str:
+    """The secret that proves feedback comes from whoever got the answer (returned once
+    with it). An HMAC of the prediction id: nothing to store, and without the answer nobody
+    can like a prediction (a like makes a kept photo eligible for training)."""
+    mac = hmac.new(settings.signing_key("feedback"), prediction_id.encode(), "sha256").digest()
+    return base64.urlsafe_b64encode(mac[:24]).decode("ascii")
+
+
+# --- answering -------------------------------------------------------------------------------
+
+
+def claim_upload(sessions: sessionmaker[Session], store: ObjectStore, key: str) -> Photo:
+    """Claim a received upload for one prediction (once) and take its bytes out of the store."""
+    now = utcnow()
+    with sessions() as session, session.begin():
+        row = session.get(Upload, key)
+        if row is None:
+            raise NotFound(
+                "No upload with that key. Ask for a new upload URL (POST /api/uploads).",
+                code="upload.not_found",
+            )
+        used = LookalikeError(
+            "This upload was already used for a prediction; upload the photo again.",
+            code="upload.used",
+            status=409,
+        )
+        if row.consumed_at is not None:
+            raise used
+        if row.received_at is None:
+            raise LookalikeError(
+                "Nothing was uploaded with that key yet: PUT the photo to the signed URL first.",
+                code="upload.not_received",
+                status=409,
+            )
+        if row.expires_at <= now:
+            raise LookalikeError(
+                "This upload has expired; ask for a new upload URL.",
+                code="upload.expired",
+                status=410,
+            )
+        claimed = session.execute(
+            update(Upload)
+            .where(Upload.key == key, Upload.consumed_at.is_(None))
+            .values(consumed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(claimed, "rowcount", 1) != 1:
+            raise used
+    stored = object_key(key)
+    try:
+        return Photo(store.get(stored), "the uploaded photo")
+    except NotFound:
+        raise LookalikeError(
+            "The uploaded photo is gone (it expired); upload it again.",
+            code="upload.expired",
+            status=410,
+        ) from None
+    finally:
+        store.delete(stored)  # one prediction per upload; nothing kept without consent
+
+
+def predict(
+    predictor: Predictor, settings: Settings, photos: list[Photo], options: PredictOptions
+) -> Prediction:
+    """The engine's answer: the visit token checked in the model's embedding space, every
+    photo decoded once (by the predictor, one at a time)."""
+    visit = None
+    if options.visit:  # only then: the model's embedding space checks the token
+        model = predictor.load()
+        visit = decode_visit(
+            options.visit, settings, model.info.backbone_key, model.gallery.shape[1]
+        )
+    return predictor.predict(
+        [p.data for p in photos],
+        face_index=options.face_index,
+        visit=visit,
+        names=[p.name for p in photos],
+    )
+
+
+def answer_and_record(
+    predictor: Predictor,
+    sessions: sessionmaker[Session],
+    store: ObjectStore,
+    photos: list[Photo],
+    options: PredictOptions,
+) -> RecordedPrediction:
+    """Answer ``photos`` (one look) and log the answer; with consent keep the photo the
+    answer came from. A photo that cannot be judged is logged as outcome ``no_face`` and
+    its ``CannotJudge`` raised for the visitor."""
+    settings = predictor.settings
+    started = time.perf_counter()
+    try:
+        prediction = predict(predictor, settings, photos, options)
+    except CannotJudge:
+        record_cannot_judge(predictor, sessions, options.client, started)
+        raise
+    image = prediction.image
+    assert image is not None  # the predictor keeps the frame it answered from
+    record = new_record(prediction, options.client)
+    token = None
+    if options.consent:
+        data = photos[prediction.frame_index].data
+        ext = _extension(image, data)
+        record.storage_key = f"consented/{record.id}.{ext}"
+        store.put(record.storage_key, data, _EXT_TYPE.get(ext, "application/octet-stream"))
+        token = secrets.token_urlsafe(24)
+        record.consent = True  # recorded only when a photo was actually stored
+        record.deletion_token_hash = token_hash(token)
+    try:
+        with sessions() as session, session.begin():
+            session.add(record)
+    except BaseException:
+        # No half-written record: a kept photo without its row would be unreachable.
+        if record.storage_key is not None:
+            try:
+                store.delete(record.storage_key)
+            except Exception:
+                log.exception(
+                    "could not remove %s after a failed database write", record.storage_key
+                )
+        raise
+    return RecordedPrediction(
+        prediction=prediction,
+        record=record,
+        image=image,
+        visit=encode_visit(prediction.visit(), settings),
+        feedback_token=feedback_token(settings, record.id),
+        deletion_token=token,
+    )
+
+
+def new_record(prediction: Prediction, client: Client) -> PredictionRecord:
+    """The log row of one answer: no image, no embedding (consent adds the photo later)."""
+    return PredictionRecord(
+        id=uuid.uuid4().hex,
+        created_at=utcnow(),
+        model_version=prediction.model_version,
+        label=prediction.label,
+        best_label=prediction.best_label,
+        probability=float(prediction.probability),
+        probabilities=[
+            {"label": k, "probability": round(v, 4)} for k, v in prediction.probabilities
+        ],
+        match_score=float(prediction.match_score),
+        no_strong_match=bool(prediction.no_strong_match),
+        faces_found=len(prediction.faces),
+        face_index=prediction.face_index,
+        frames_used=prediction.frames_used,
+        latency_ms=float(prediction.latency_ms),
+        client=client,
+        consent=False,
+    )
+
+
+def record_cannot_judge(
+    predictor: Predictor, sessions: sessionmaker[Session], client: Client, started: float
+) -> None:
+    """Log a request that could not be judged (no face, or one too poor; outcome
+    ``no_face``: nothing of the photo, no answer) for the dashboard. Never raises: the
+    visitor gets the error saying why either way."""
+    latency_ms = (time.perf_counter() - started) * 1000
+    try:
+        version = predictor.load().info.version
+        with sessions() as session, session.begin():
+            session.add(
+                PredictionRecord(
+                    model_version=version,
+                    label=None,
+                    best_label=None,
+                    probability=None,
+                    probabilities=[],
+                    match_score=None,
+                    no_strong_match=False,
+                    outcome="no_face",
+                    faces_found=0,
+                    frames_used=0,
+                    latency_ms=float(latency_ms),
+                    client=client,
+                    consent=False,
+                )
+            )
+    except Exception:
+        log.exception("could not log a request without a face")
+
+
+def _extension(image: DecodedImage, data: bytes) -> str:
+    if image.format == "PPM":  # Pillow's PPM plugin reads PBM, PGM and PPM
+        return {b"P1": "pbm", b"P4": "pbm", b"P2": "pgm", b"P5": "pgm"}.get(data[:2], "ppm")
+    return _FORMAT_EXT.get(image.format, "bin")
+
+
+# --- after the answer ------------------------------------------------------------------------
+
+
+def get_record(session: Session, prediction_id: str) -> PredictionRecord:
+    # Ids are uuid4 hex: anything else is unknown without asking the database (which may
+    # refuse odd text, e.g. PostgreSQL and NUL characters).
+    row = session.get(PredictionRecord, prediction_id) if _ID.fullmatch(prediction_id) else None
+    if row is None:
+        raise NotFound(
+            "No prediction with that id.",
+            code="prediction.not_found",
+            details={"id": prediction_id[:64]},
+        )
+    return row
+
+
+def give_feedback(
+    session: Session,
+    settings: Settings,
+    prediction_id: str,
+    feedback: Literal["like", "dislike"],
+    label: str | None,
+    token: str | None,
+) -> PredictionRecord:
+    """Record a visitor's like or dislike (and the class it should have been). Needs the
+    answer's feedback token or the kept photo's deletion token."""
+    with session.begin():
+        row = get_record(session, prediction_id)
+        proof = token or ""
+        given = proof.encode("utf-8", "surrogatepass")  # any text: compared as bytes
+        by_answer = hmac.compare_digest(given, feedback_token(settings, row.id).encode())
+        by_deletion = bool(row.deletion_token_hash) and hmac.compare_digest(
+            token_hash(proof[:MAX_TOKEN_LENGTH]), row.deletion_token_hash or ""
+        )
+        if not (by_answer or by_deletion):
+            raise LookalikeError(
+                "Feedback needs the 'token' that came with the answer (feedback_token), or"
+                " the photo's deletion token: only the person who got the answer can rate it.",
+                code="feedback.bad_token",
+                status=403,
+            )
+        if label is not None:
+            labels = [p["label"] for p in row.probabilities]
+            if label not in labels:
+                raise LookalikeError(
+                    f"{label!r} is not a class of model {row.model_version}; pick one of"
+                    f" the classes listed in the answer.",
+                    code="feedback.unknown_label",
+                    status=422,
+                    details={"label": label, "labels": labels},
+                )
+        row.feedback = feedback
+        row.feedback_label = label
+        row.feedback_at = utcnow()
+    return row
+
+
+def delete_kept_photo(
+    session: Session,
+    store: ObjectStore,
+    registry: Registry,
+    prediction_id: str,
+    token: str | None,
+) -> bool:
+    """Delete a kept photo with its deletion token. If it was gathered into the training
+    set it leaves it (and the embedding cache) too. Returns whether the champion was trained
+    on it: the caller then queues a retrain, so that it is replaced soon, not at the next
+    schedule."""
+    with session.begin():
+        row = get_record(session, prediction_id)
+        if (
+            not token
+            or len(token) > MAX_TOKEN_LENGTH
+            or row.deletion_token_hash is None
+            or not hmac.compare_digest(token_hash(token), row.deletion_token_hash)
+        ):
+            raise LookalikeError(
+                "That deletion token does not match this prediction. Use the token shown"
+                " when the photo was kept (query ?token= or header X-Deletion-Token).",
+                code="prediction.bad_token",
+                status=403,
+            )
+        if row.storage_key is not None:
+            store.delete(row.storage_key)
+            row.storage_key = None
+    forgotten = forget_visitor_photo(registry.settings, prediction_id)
+    return bool(forgotten) and _champion_trained_on(registry, VISITOR_PREFIX + prediction_id)
+
+
+def _champion_trained_on(registry: Registry, source: str) -> bool:
+    """Whether the registry's champion was trained on ``source``."""
+    try:
+        return source in load_model(registry.home, registry.champion()).info.visitor_sources
+    except LookalikeError:
+        return False
