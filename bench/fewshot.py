@@ -25,9 +25,10 @@ import cv2
 import numpy as np
 
 from lookalike.config import Settings
+from lookalike.demo_data import ORL_CREDIT, orl_people
 from lookalike.errors import LookalikeError
-from lookalike.sample_data import ORL_CREDIT, orl_people
-from lookalike.training.heads import ClassAggregator, Head, create_head
+from lookalike.scoring.heads import ClassAggregator
+from lookalike.training.heads import Head, create_head
 from lookalike.training.openset import choose_threshold, genuine_impostor
 from lookalike.training.train import DEFAULT_THRESHOLDS
 from lookalike.vision.backbones import Backbone, create_backbone

@@ -38,11 +38,12 @@ import numpy as np
 from machine import print_machine
 
 from lookalike.config import DEFAULT_TIE_Z, Settings
+from lookalike.demo_data import ORL_CREDIT, orl_people
 from lookalike.errors import LookalikeError
-from lookalike.sample_data import ORL_CREDIT, orl_people
-from lookalike.training.heads import ClassAggregator, LogisticHead
+from lookalike.scoring.heads import ClassAggregator
+from lookalike.scoring.resemblance import Resemblance
+from lookalike.training.heads import LogisticHead
 from lookalike.training.openset import choose_threshold, genuine_impostor
-from lookalike.training.resemblance import Resemblance
 from lookalike.vision.backbones import create_backbone, l2_normalize
 from lookalike.vision.quality import judge, measure
 
@@ -106,7 +107,7 @@ class ZNorm(Centroid):
 
 
 class Product:
-    """The product's scoring (``training.resemblance``), with its tie rule at ``tie_z``."""
+    """The product's scoring (``scoring.resemblance``), with its tie rule at ``tie_z``."""
 
     def __init__(self, g: np.ndarray, gl: np.ndarray, c: int, tie_z: float) -> None:
         self.r = Resemblance.fit(g, gl, c, tie_z)

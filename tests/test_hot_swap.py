@@ -30,9 +30,9 @@ from typing import Any
 
 import httpx
 import pytest
-from test_api_support import PEOPLE, api_settings, trained_home
-from test_retrain_crash import Server, running_server
-from test_training import copy_home
+from support.api import PEOPLE, api_settings, trained_home
+from support.server import Server, running_server
+from support.training import copy_home
 
 from lookalike.artifacts import load_model, models_dir
 from lookalike.config import Settings

@@ -10,31 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_training import KNOWN, TINY, copy_home, orl_face_template
+from support.training import KNOWN, TINY, FaceModel, copy_home
 
 from lookalike.artifacts import load_model, models_dir
 from lookalike.config import Settings
+from lookalike.demo_data import NONFACE_NAMES
 from lookalike.errors import InvalidImage, InvalidInput, NoFaceFound
 from lookalike.inference import Prediction, Predictor
 from lookalike.registry import Registry
-from lookalike.retrain import retrain
-from lookalike.sample_data import NONFACE_NAMES
-from lookalike.training.train import TrainReport, train
+from lookalike.training.train import train
 from lookalike.vision.images import DecodedImage, read_image
 
 Orl = dict[str, list[Path]]
 STRANGERS = [f"s{i}" for i in range(30, 40)]  # never imported
-
-
-@pytest.fixture(scope="module")
-def model(
-    tmp_path_factory: pytest.TempPathFactory, orl: Orl
-) -> tuple[Settings, TrainReport, Predictor]:
-    template, _ = orl_face_template(tmp_path_factory, orl)
-    home = copy_home(template, tmp_path_factory.mktemp("inference") / "home")
-    settings = Settings(home=home, backbone="face")
-    report = retrain(settings, strict=False).report  # the first model: the champion
-    return settings, report, Predictor(settings)
 
 
 def jpeg(rgb: np.ndarray) -> bytes:
@@ -43,10 +31,8 @@ def jpeg(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def test_known_person_held_out_photo(
-    model: tuple[Settings, TrainReport, Predictor], orl: Orl
-) -> None:
-    settings, report, predictor = model
+def test_known_person_held_out_photo(face_model: FaceModel, orl: Orl) -> None:
+    settings, report, predictor = face_model
     photo = orl["s3"][9]  # photo 10 was never imported
     prediction = predictor.predict(read_image(photo, settings))
     assert isinstance(prediction, Prediction)
@@ -75,7 +61,7 @@ def test_known_person_held_out_photo(
     assert len(prediction.faces) == 1 and prediction.face_index == 0
     x, y, w, h = prediction.faces[0].box
     assert x >= 0 and y >= 0 and w > 20 and h > 20 and x + w <= 92 + 5 and y + h <= 112 + 5
-    assert prediction.frames_used == 1 and prediction.errors == []
+    assert prediction.frames_used == 1 and prediction.skipped == []
 
     answer = prediction.to_dict()
     assert answer["label"] == "s3"
@@ -84,18 +70,16 @@ def test_known_person_held_out_photo(
     assert [p["label"] for p in answer["probabilities"]] == labels
 
 
-def test_known_people_are_matched(model: tuple[Settings, TrainReport, Predictor], orl: Orl) -> None:
-    settings, _, predictor = model
+def test_known_people_are_matched(face_model: FaceModel, orl: Orl) -> None:
+    settings, _, predictor = face_model
     right = [
         predictor.predict(read_image(orl[person][8], settings)).label == person for person in KNOWN
     ]
     assert sum(right) / len(right) >= 0.9, right
 
 
-def test_strangers_are_told_who_they_look_like(
-    model: tuple[Settings, TrainReport, Predictor], orl: Orl
-) -> None:
-    settings, _, predictor = model
+def test_strangers_are_told_who_they_look_like(face_model: FaceModel, orl: Orl) -> None:
+    settings, _, predictor = face_model
     answers = [predictor.predict(read_image(orl[person][0], settings)) for person in STRANGERS]
     lookalikes = [a.kind == "lookalike" for a in answers]
     assert sum(lookalikes) / len(lookalikes) >= 0.9, [(a.names, a.match_score) for a in answers]
@@ -107,9 +91,9 @@ def test_strangers_are_told_who_they_look_like(
 
 
 def test_burst_of_frames_skips_the_faceless_one(
-    model: tuple[Settings, TrainReport, Predictor], orl: Orl, nonfaces: dict[str, np.ndarray]
+    face_model: FaceModel, orl: Orl, nonfaces: dict[str, np.ndarray]
 ) -> None:
-    settings, _, predictor = model
+    settings, _, predictor = face_model
     frames: list[bytes | DecodedImage] = [
         orl["s5"][8].read_bytes(),
         jpeg(nonfaces[NONFACE_NAMES[0]]),
@@ -118,17 +102,14 @@ def test_burst_of_frames_skips_the_faceless_one(
     prediction = predictor.predict(frames)
     assert prediction.label == "s5"
     assert prediction.frames_used == 2
-    assert len(prediction.errors) == 1
-    assert prediction.errors[0].startswith("photo 1:")
-    assert prediction.to_dict()["skipped_frames"] == prediction.errors
+    assert [(s.index, s.code) for s in prediction.skipped] == [(1, "face.not_found")]
+    assert prediction.to_dict()["skipped_frames"] == [s.to_dict() for s in prediction.skipped]
     # Faces are reported for the first frame that had one.
     assert len(prediction.faces) == 1
 
 
-def test_no_face_anywhere(
-    model: tuple[Settings, TrainReport, Predictor], nonfaces: dict[str, np.ndarray]
-) -> None:
-    _, _, predictor = model
+def test_no_face_anywhere(face_model: FaceModel, nonfaces: dict[str, np.ndarray]) -> None:
+    _, _, predictor = face_model
     photos: list[bytes | DecodedImage] = [jpeg(nonfaces[n]) for n in NONFACE_NAMES[:2]]
     with pytest.raises(NoFaceFound) as exc:
         predictor.predict(photos)
@@ -143,10 +124,8 @@ def test_no_face_anywhere(
         predictor.predict(b"this is not a photo")
 
 
-def test_face_index_picks_the_second_face(
-    model: tuple[Settings, TrainReport, Predictor], two_faces_png: Path
-) -> None:
-    settings, _, predictor = model
+def test_face_index_picks_the_second_face(face_model: FaceModel, two_faces_png: Path) -> None:
+    settings, _, predictor = face_model
     image = read_image(two_faces_png, settings)
     first = predictor.predict(image)
     second = predictor.predict(image, face_index=1)
@@ -177,10 +156,8 @@ def _serves(predictor: Predictor, photo: bytes, version: str, timeout: float = 6
     return before
 
 
-def test_predictor_follows_the_champion(
-    model: tuple[Settings, TrainReport, Predictor], orl: Orl, tmp_path: Path
-) -> None:
-    settings, _, _ = model
+def test_predictor_follows_the_champion(face_model: FaceModel, orl: Orl, tmp_path: Path) -> None:
+    settings, _, _ = face_model
     settings = Settings(home=copy_home(settings.home, tmp_path / "home"), backbone="face")
     predictor = Predictor(settings)
     pinned = Predictor(settings, version="m0001")
@@ -207,9 +184,9 @@ def test_predictor_follows_the_champion(
 
 
 def test_a_damaged_champion_is_refused_and_the_old_one_serves_on(
-    model: tuple[Settings, TrainReport, Predictor], orl: Orl, tmp_path: Path
+    face_model: FaceModel, orl: Orl, tmp_path: Path
 ) -> None:
-    settings, _, _ = model
+    settings, _, _ = face_model
     settings = Settings(home=copy_home(settings.home, tmp_path / "home"), backbone="face")
     predictor = Predictor(settings)
     photo = orl["s7"][9].read_bytes()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from huey import SqliteHuey
-from test_cli import SCRIPT
-from test_training import copy_home, quick_import
+from support.cli import SCRIPT
+from support.training import copy_home, quick_import
 
 from lookalike.config import Settings
 from lookalike.jobs import (

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_names_support import TEST_PARAMS, pokemon, trained_pokemon
+from support.names import TEST_PARAMS, pokemon, trained_pokemon
 
 from lookalike.config import Settings
 from lookalike.errors import InvalidInput, ModelUnavailable, NotFound
@@ -419,7 +419,7 @@ def test_sampling_uses_one_blas_thread_and_restores_the_setting(trained: NamesMo
 def test_demo_trains_a_generator_only_when_none_answers(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_names_support import names_home, register_and_promote
+    from support.names import names_home, register_and_promote
 
     from lookalike.names import service
 

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_api_support import SECRET, TestClient, assert_error, client_for
-from test_names_support import names_home, pokemon, register_and_promote, trained_pokemon
+from support.api import SECRET, TestClient, assert_error, client_for
+from support.names import names_home, pokemon, register_and_promote, trained_pokemon
 
+from lookalike.api.state import app_state
 from lookalike.config import Settings
 from lookalike.names.store import load_names_info, save_names_model
 from lookalike.registry import Registry
@@ -87,7 +88,7 @@ def test_model_is_loaded_lazily_once_and_follows_the_champion(
     client: TestClient, settings: Settings
 ) -> None:
     app = client.app
-    generator = app.state.names  # type: ignore[attr-defined]
+    generator = app_state(app).names
     assert generator.loaded_version is None  # nothing loaded at start-up
     assert client.get("/api/names", params={"seed": 1}).status_code == 200
     first = generator.load()

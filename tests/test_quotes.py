@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
-from test_api_support import SECRET, client_for
-from test_quotes_support import QuoteServer
+from support.api import SECRET, client_for
+from support.quotes import QuoteServer
 
 from lookalike.config import Settings
 from lookalike.db import CacheEntry, init_db, make_engine, session_factory

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cli import assert_clean_error, run
-from test_training import copy_home, quick_import
+from support.cli import assert_clean_error, run
+from support.training import copy_home, quick_import
 from typer.testing import CliRunner
 
 from lookalike.artifacts import load_model, models_dir
@@ -40,6 +40,7 @@ def three_models(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Path:
 def registry(three_models: Path, tmp_path: Path, database_url: str) -> Iterator[Registry]:
     home = copy_home(three_models, tmp_path / "home")
     reg = Registry(Settings(home=home, backbone="test", database_url=database_url))
+    reg.migrate()  # the tables only: the models are registered here, not adopted
     for version in ("m0001", "m0002", "m0003"):
         reg.register_model(load_model(home, version).info, "test")
     yield reg
@@ -138,7 +139,7 @@ def test_models_trained_before_the_registry_are_adopted(
 ) -> None:
     home = copy_home(three_models, tmp_path / "home")
     (models_dir(home) / "current").write_text("m0002")  # the old pointer file
-    with Registry(Settings(home=home, backbone="test", database_url=database_url)) as reg:
+    with Registry.open(Settings(home=home, backbone="test", database_url=database_url)) as reg:
         assert reg.champion() == "m0002"
         assert sorted(r.version for r in reg.versions()) == ["m0001", "m0002", "m0003"]
         assert {r.created_by for r in reg.versions()} == {"adopted from an earlier version"}

@@ -11,14 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_training import KNOWN, copy_home, orl_face_template
+from support.training import KNOWN, FaceModel, copy_home
 
 from lookalike.artifacts import load_model, models_dir
 from lookalike.config import DEFAULT_TIE_Z, Settings
 from lookalike.errors import CannotJudge, InvalidInput, NoFaceFound
 from lookalike.inference import LOOKALIKE, SAME_PERSON, Predictor, Visit
-from lookalike.retrain import retrain
-from lookalike.training.resemblance import Resemblance, strength_phrase, strength_words
+from lookalike.scoring.resemblance import Resemblance, strength_phrase, strength_words
 from lookalike.vision.backbones import l2_normalize
 from lookalike.vision.images import read_image
 from lookalike.vision.quality import measure
@@ -26,16 +25,6 @@ from lookalike.visits import decode_visit, encode_visit
 
 Orl = dict[str, list[Path]]
 STRANGERS = [f"s{i}" for i in range(30, 40)]  # never imported
-Model = tuple[Settings, Predictor]
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Model:
-    template, _ = orl_face_template(tmp_path_factory, orl)
-    home = copy_home(template, tmp_path_factory.mktemp("resemblance") / "home")
-    settings = Settings(home=home, backbone="face")
-    retrain(settings, strict=False)
-    return settings, Predictor(settings)
 
 
 def grey(path: Path) -> np.ndarray:
@@ -48,8 +37,8 @@ def png(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def test_calibration_is_stored_with_the_model_and_reloaded(model: Model) -> None:
-    settings, _ = model
+def test_calibration_is_stored_with_the_model_and_reloaded(face_model: FaceModel) -> None:
+    settings, _, _ = face_model
     loaded = load_model(settings.home, "m0001")
     info = loaded.info.resemblance
     assert info["tie_z"] == DEFAULT_TIE_Z
@@ -78,9 +67,9 @@ def test_calibration_is_stored_with_the_model_and_reloaded(model: Model) -> None
 
 
 def test_a_model_saved_before_the_calibration_gets_one_when_loaded(
-    model: Model, tmp_path: Path, orl: Orl
+    face_model: FaceModel, tmp_path: Path, orl: Orl
 ) -> None:
-    settings, _ = model
+    settings, _, _ = face_model
     home = copy_home(settings.home, tmp_path / "home")
     folder = models_dir(home) / "m0001"
     with np.load(folder / "arrays.npz") as npz:
@@ -103,8 +92,8 @@ def test_a_model_saved_before_the_calibration_gets_one_when_loaded(
     assert [x.strength for x in a.lookalikes] == pytest.approx([x.strength for x in b.lookalikes])
 
 
-def test_someone_in_the_gallery_is_told_this_is_them(model: Model, orl: Orl) -> None:
-    settings, predictor = model
+def test_someone_in_the_gallery_is_told_this_is_them(face_model: FaceModel, orl: Orl) -> None:
+    settings, _, predictor = face_model
     for person in KNOWN[:6]:
         p = predictor.predict(read_image(orl[person][9], settings))  # never imported
         assert p.kind == SAME_PERSON and p.names == [person] and p.label == person
@@ -116,8 +105,8 @@ def test_someone_in_the_gallery_is_told_this_is_them(model: Model, orl: Orl) -> 
         assert len(p.lookalikes) == settings.lookalikes_shown
 
 
-def test_strangers_get_named_lookalikes_with_strengths(model: Model, orl: Orl) -> None:
-    settings, predictor = model
+def test_strangers_get_named_lookalikes_with_strengths(face_model: FaceModel, orl: Orl) -> None:
+    settings, _, predictor = face_model
     kinds, ties = [], 0
     for person in STRANGERS:
         for photo in orl[person][:4]:
@@ -150,9 +139,9 @@ def test_strangers_get_named_lookalikes_with_strengths(model: Model, orl: Orl) -
 
 
 def test_a_tie_is_called_exactly_when_the_top_two_are_within_the_noise(
-    model: Model, orl: Orl
+    face_model: FaceModel, orl: Orl
 ) -> None:
-    settings, predictor = model
+    settings, _, predictor = face_model
     res = predictor.load().resemblance
     seen = {True: 0, False: 0}
     for person in STRANGERS:
@@ -173,9 +162,9 @@ def test_a_tie_is_called_exactly_when_the_top_two_are_within_the_noise(
 
 
 def test_faces_too_poor_to_judge_are_answered_cannot_judge(
-    model: Model, orl: Orl, tmp_path: Path, nonfaces: dict[str, np.ndarray]
+    face_model: FaceModel, orl: Orl, tmp_path: Path, nonfaces: dict[str, np.ndarray]
 ) -> None:
-    settings, _ = model
+    settings, _, _ = face_model
     photo = read_image(orl["s34"][0], settings)
     cases = {
         "face.too_small": {"judge_min_face_px": 500},
@@ -200,9 +189,9 @@ def test_faces_too_poor_to_judge_are_answered_cannot_judge(
     assert none.value.details["answer"] == "cannot_judge"
 
 
-def test_quality_measures_follow_the_photo(model: Model, orl: Orl) -> None:
+def test_quality_measures_follow_the_photo(face_model: FaceModel, orl: Orl) -> None:
     """Real degradations move the measures the way the thresholds assume."""
-    settings, predictor = model
+    settings, _, predictor = face_model
     backbone = predictor._load()[1].wide
     clean = grey(orl["s35"][0])
     variants = {
@@ -223,8 +212,8 @@ def test_quality_measures_follow_the_photo(model: Model, orl: Orl) -> None:
     assert q["clean"].brightness > settings.judge_min_brightness
 
 
-def test_a_visit_answers_its_photos_together(model: Model, orl: Orl) -> None:
-    settings, predictor = model
+def test_a_visit_answers_its_photos_together(face_model: FaceModel, orl: Orl) -> None:
+    settings, _, predictor = face_model
     photos = [read_image(p, settings) for p in orl["s36"][:3]]
     first = predictor.predict(photos[0])
     second = predictor.predict(photos[1], visit=first.visit())
@@ -245,8 +234,10 @@ def test_a_visit_answers_its_photos_together(model: Model, orl: Orl) -> None:
     assert predictor.predict(photos[0], visit=other).looks == 1
 
 
-def test_visit_tokens_are_signed_expire_and_follow_the_backbone(model: Model, orl: Orl) -> None:
-    settings, predictor = model
+def test_visit_tokens_are_signed_expire_and_follow_the_backbone(
+    face_model: FaceModel, orl: Orl
+) -> None:
+    settings, _, predictor = face_model
     p = predictor.predict(orl["s37"][0].read_bytes())
     key, dim = p.backbone_key, len(p.vector)
     token = encode_visit(p.visit(), settings)

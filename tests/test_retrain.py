@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_training import copy_home
+from support.training import copy_home
 
 from lookalike.artifacts import TrainedModel, load_model, save_model
 from lookalike.config import Settings

@@ -2,7 +2,7 @@
 stage while the real web server serves the champion from the same data dir and database.
 
 The data: 12 ORL people x 8 photos imported with the real ``face`` backbone (the shared
-template of ``test_training``), a champion made by ``retrain``, then new photos (a new
+template of ``support.training``), a champion made by ``retrain``, then new photos (a new
 person and a ninth photo of four known ones) whose embeddings are dropped from the cache,
 so that the retrain has new images to embed.
 
@@ -30,7 +30,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,15 +38,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from test_training import class_folders, copy_home, orl_face_template
+from support.cli import SCRIPT
+from support.server import Server, answer, child_env, running_server
+from support.training import class_folders, copy_home, orl_face_template
 
 from lookalike.artifacts import load_model, models_dir
 from lookalike.config import Settings
@@ -61,7 +60,6 @@ Orl = dict[str, list[Path]]
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(sys.executable).with_name("lookalike")
 NEW_PERSON = "s14"
 NEW_PHOTOS_OF = ["s1", "s2", "s3", "s4"]  # their 9th photo arrives after the champion
 QUERY = ("s5", 9)  # a photo never imported: (person, index)
@@ -95,7 +93,7 @@ import lookalike.training.compare as compare
 from lookalike.config import Settings
 from lookalike.registry import Registry
 from lookalike.training.heads import HEADS
-from lookalike.vision.embed import Embedder
+from lookalike.data.embed import Embedder
 
 if stage == "embed":  # at the second new image: the first one is already in the cache
     real_embed = Embedder.embed_decoded
@@ -167,22 +165,6 @@ print(f"DONE {result.version} promoted={result.promoted}", flush=True)
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def child_env(**settings: str) -> dict[str, str]:
-    """This environment without any ``LOOKALIKE_*`` setting, plus ``settings``."""
-    fields = {f"LOOKALIKE_{name.upper()}" for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in fields}
-    env["COLUMNS"] = "200"
-    env.update({f"LOOKALIKE_{k.upper()}": v for k, v in settings.items()})
-    return env
-
-
 class Child:
     """A retrain in a child process, armed to stop at ``stage`` ("none": runs through)."""
 
@@ -247,73 +229,6 @@ class Child:
 
     def log(self) -> str:
         return "\n--- child stderr ---\n" + self.stderr_path.read_text()[-4000:]
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def health(self) -> dict[str, Any]:
-        r = httpx.get(self.url + "/api/health", timeout=30)
-        assert r.status_code == 200, r.text
-        body: dict[str, Any] = r.json()
-        return body
-
-
-@contextmanager
-def running_server(settings: Settings, logs: Path) -> Iterator[Server]:
-    """``lookalike serve`` (the real CLI, its own process) on a free port for ``settings``'
-    data dir and database: no job worker, no rate limit. Yields once it serves a model."""
-    port = free_port()
-    log = logs / f"server-{port}.log"
-    env = child_env(
-        database_url=settings.effective_database_url,
-        backbone=settings.backbone,
-        jobs_in_process="false",
-        rate_limit_per_minute="0",
-    )
-    cmd = [sys.executable, "-m", "lookalike.cli", "serve", "--home", str(settings.home)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tempfile.gettempdir()
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", log)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"the server exited:\n{log.read_text()}"
-            try:
-                r = httpx.get(server.url + "/api/health", timeout=5)
-                if r.status_code == 200 and r.json().get("model"):
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"the server never got healthy:\n{log.read_text()}"
-            time.sleep(0.1)
-        yield server
-    finally:
-        server.stop()
-
-
-def answer(server: Server, photo: Path) -> dict[str, Any]:
-    """A real prediction through the server (201, or the test fails)."""
-    files = {"photo": (photo.name, photo.read_bytes(), "application/octet-stream")}
-    r = httpx.post(server.url + "/api/predictions", files=files, timeout=60)
-    assert r.status_code == 201, (r.status_code, r.text)
-    body: dict[str, Any] = r.json()
-    return body
 
 
 def cli(settings: Settings, *args: str | Path) -> subprocess.CompletedProcess[str]:

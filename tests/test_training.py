@@ -2,7 +2,8 @@
 frozen test set, and model artifacts (atomic save, verified load, the ``current`` pointer).
 
 Importing the ORL photos (the slow part: face detection + embedding) happens once per test
-session in ``orl_face_template``; every module that needs it works on its own copy.
+session in ``support.training.orl_face_template``; every module that needs it works on its
+own copy.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support.training import KNOWN, TINY, class_folders, copy_home, orl_face_template, quick_import
 
 from lookalike.artifacts import (
     list_versions,
@@ -32,43 +33,9 @@ from lookalike.training.train import TrainReport, evaluate, train
 
 Orl = dict[str, list[Path]]
 
-KNOWN = [f"s{i}" for i in range(1, 13)]  # the 12 people the face model is trained on
-IMPORTED = slice(0, 8)  # photos 1-8 of each are imported; 9 and 10 are never seen
-TINY = "Tiny"  # a class with 2 photos: below min_images_per_class (3)
 N_PER_CLASS = 8
 # test_fraction 0.2 of 8 photos -> 2 frozen test photos per class.
 N_TEST = 2 * len(KNOWN)
-
-_TEMPLATE: dict[str, tuple[Path, ImportReport]] = {}
-
-
-def class_folders(dest: Path, photos: dict[str, list[Path]]) -> Path:
-    """``dest/<class>/<photo>`` copies; returns ``dest``."""
-    for label, paths in photos.items():
-        folder = dest / label
-        folder.mkdir(parents=True, exist_ok=True)
-        for p in paths:
-            shutil.copy(p, folder / p.name)
-    return dest
-
-
-def orl_face_template(factory: pytest.TempPathFactory, orl: Orl) -> tuple[Path, ImportReport]:
-    """A data dir with ``KNOWN`` x 8 ORL photos + ``TINY`` imported with the face backbone.
-
-    Built once per session; callers copy it (``copy_home``) and never change it."""
-    if "home" not in _TEMPLATE:
-        root = factory.mktemp("orl_face_template")
-        photos = {p: orl[p][IMPORTED] for p in KNOWN} | {TINY: orl["s13"][:2]}
-        source = class_folders(root / "source", photos)
-        home = root / "home"
-        report = import_images(source, Settings(home=home, backbone="face"))
-        _TEMPLATE["home"] = (home, report)
-    return _TEMPLATE["home"]
-
-
-def copy_home(template: Path, dest: Path) -> Path:
-    shutil.copytree(template, dest)
-    return dest
 
 
 # --- end to end with the face backbone --------------------------------------------------------
@@ -244,12 +211,6 @@ def test_old_model_is_evaluated_on_its_own_test_version(
 
 
 # --- dataset problems (fast `test` backbone: only the plumbing is under test) -------------------
-
-
-def quick_import(settings: Settings, tmp_path: Path, photos: dict[str, list[Path]]) -> None:
-    source = class_folders(tmp_path / "source", photos)
-    report = import_images(source, settings)
-    assert report.added == sum(len(v) for v in photos.values())
 
 
 def test_train_on_empty_dataset(settings: Settings) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from test_api_support import Orl, api_settings, client_for, trained_home
+from support.api import Orl, api_settings, client_for, trained_home
 
 from lookalike.artifacts import load_model
 from lookalike.config import Settings

@@ -17,11 +17,11 @@ from rich.table import Table
 
 from lookalike.config import Settings
 from lookalike.data.importers import import_images
+from lookalike.demo_data import ORL_CREDIT, build_demo_dataset
 from lookalike.errors import CannotJudge
 from lookalike.inference import SAME_PERSON, Predictor
 from lookalike.names.service import ensure_name_generator
 from lookalike.retrain import retrain
-from lookalike.sample_data import ORL_CREDIT, build_demo_dataset
 from lookalike.vision.images import read_image
 
 DEMO_STRANGERS = 10  # s31-s40: nobody in the gallery

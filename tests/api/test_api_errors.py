@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 from starlette.routing import Mount
-from test_api_support import (
+from support.api import (
     TestClient,
     api_settings,
     assert_error,
     assert_error_shape,
     client_for,
     linked_home,
-    trained_home,
 )
 
 from lookalike.api.limits import BodySizeLimit, RateLimiter
+from lookalike.api.state import app_state
 from lookalike.config import Settings
 
 Orl = dict[str, list[Path]]
@@ -43,18 +43,9 @@ BODIES: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Path:
-    return trained_home(tmp_path_factory, orl)
-
-
-@pytest.fixture
-def settings(trained: Path, tmp_path: Path, database_url: str) -> Settings:
-    return api_settings(linked_home(trained, tmp_path / "home"), database_url)
-
-
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
+    """Server errors come back as answers (500 in the one shape), redirects are not followed."""
     with client_for(settings, raise_errors=False) as c:
         c.follow_redirects = False
         yield c
@@ -132,7 +123,7 @@ def test_unexpected_errors_are_500_with_a_generic_message(
     def broken() -> None:
         raise RuntimeError("secret internal detail")
 
-    client.app.state.predictor.load = broken  # type: ignore[attr-defined]
+    app_state(client.app).predictor.load = broken
     with caplog.at_level(logging.ERROR, logger="lookalike.api"):
         r = client.get("/api/models/current")
     assert_error(r, 500, "internal")

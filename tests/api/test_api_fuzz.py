@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_api_support import (
+from support.api import (
     TestClient,
     api_settings,
     assert_error_shape,
     client_for,
     encode,
     linked_home,
-    trained_home,
 )
 
 Orl = dict[str, list[Path]]
@@ -61,9 +60,9 @@ def samples(orl: Orl, nonfaces: dict[str, np.ndarray]) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_client(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Iterator[TestClient]:
+def fuzz_client(tmp_path_factory: pytest.TempPathFactory, trained: Path) -> Iterator[TestClient]:
     tmp = tmp_path_factory.mktemp("api_fuzz")
-    home = linked_home(trained_home(tmp_path_factory, orl), tmp / "home")
+    home = linked_home(trained, tmp / "home")
     config = api_settings(
         home,
         f"sqlite:///{tmp / 'fuzz.sqlite3'}",

@@ -4,44 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_api_support import (
+from support.api import (
     PEOPLE,
     TestClient,
     api_settings,
     assert_error,
-    client_for,
-    linked_home,
-    trained_home,
 )
 from typer.testing import CliRunner
 
 from lookalike import cli
 from lookalike.api import create_app
+from lookalike.api.state import app_state
 from lookalike.artifacts import load_model
 from lookalike.config import Settings
 
 Orl = dict[str, list[Path]]
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Path:
-    return trained_home(tmp_path_factory, orl)
-
-
-@pytest.fixture
-def settings(trained: Path, tmp_path: Path, database_url: str) -> Settings:
-    return api_settings(linked_home(trained, tmp_path / "home"), database_url)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with client_for(settings) as c:
-        yield c
 
 
 def test_classes_model_and_health(client: TestClient, settings: Settings) -> None:
@@ -114,7 +95,7 @@ def test_metrics(client: TestClient, orl: Orl) -> None:
 def test_each_app_has_its_own_metrics(tmp_path: Path, database_url: str) -> None:
     settings = api_settings(tmp_path / "home", database_url)
     apps = [create_app(settings), create_app(settings)]  # no duplicate-registration error
-    assert apps[0].state.metrics.registry is not apps[1].state.metrics.registry
+    assert app_state(apps[0]).metrics.registry is not app_state(apps[1]).metrics.registry
     with TestClient(apps[0]) as one, TestClient(apps[1]) as two:
         one.get("/api/health")
         assert 'route="/api/health"' in one.get("/metrics").text
@@ -160,7 +141,7 @@ def test_serve_and_demo_commands(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert result.exit_code == 0, result.output
     assert f"Serving on http://0.0.0.0:{port}/" in result.output
     [(config, bound)] = calls
-    assert config.app.state.settings.home == home
+    assert app_state(config.app).settings.home == home
     assert bound == [(("0.0.0.0", port), True)]  # bound before uvicorn runs on it
     assert (config.workers, config.log_level, config.proxy_headers) == (1, "info", False)
     helped = CliRunner().invoke(cli.app, ["demo", "--help"], env={"COLUMNS": "200"})

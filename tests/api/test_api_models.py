@@ -5,17 +5,14 @@ the champion without a restart."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from test_api_support import (
+from support.api import (
     Orl,
     api_settings,
     assert_error,
-    client_for,
-    trained_home,
 )
 
 from lookalike import accounts
@@ -25,11 +22,6 @@ from lookalike.db import make_engine, session_factory
 from lookalike.jobs import Jobs
 from lookalike.registry import Registry
 from lookalike.training.train import train
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Path:
-    return trained_home(tmp_path_factory, orl)
 
 
 @pytest.fixture
@@ -51,12 +43,6 @@ def token(settings: Settings) -> str:
     finally:
         engine.dispose()
     return plaintext
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with client_for(settings) as client:
-        yield client
 
 
 def _second_model(settings: Settings) -> str:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 from sqlalchemy import select
-from test_api_support import (
+from support.api import (
     SECRET,
     TestClient,
     api_settings,
@@ -19,29 +17,13 @@ from test_api_support import (
     client_for,
     linked_home,
     objects,
-    trained_home,
 )
 
+from lookalike.api.state import app_state
 from lookalike.config import Settings
 from lookalike.db import Prediction, Upload
 
 Orl = dict[str, list[Path]]
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Path:
-    return trained_home(tmp_path_factory, orl)
-
-
-@pytest.fixture
-def settings(trained: Path, tmp_path: Path, database_url: str) -> Settings:
-    return api_settings(linked_home(trained, tmp_path / "home"), database_url)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with client_for(settings) as c:
-        yield c
 
 
 def ask(client: TestClient, size: int, content_type: str = "image/jpeg") -> dict:
@@ -60,7 +42,7 @@ def upload(client: TestClient, data: bytes, content_type: str = "image/jpeg") ->
 
 
 def upload_rows(client: TestClient) -> list[Upload]:
-    with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with app_state(client.app).sessions() as session:
         return list(session.scalars(select(Upload)))
 
 
@@ -109,7 +91,7 @@ def test_upload_with_consent_keeps_only_the_consented_copy(
     assert r.status_code == 201, r.text
     body = r.json()
     assert objects(settings) == [f"consented/{body['id']}.pgm"]
-    with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    with app_state(client.app).sessions() as session:
         row = session.get(Prediction, body["id"])
         assert row is not None and row.client == "web" and row.storage_key is not None
 
@@ -238,7 +220,7 @@ def test_unused_uploads_are_swept_after_their_ttl(
         kept = upload(client, data)  # received, never used
         late = ask(client, len(data), "image/jpeg")  # never received
         stray = "uploads/orphan-object"  # bytes without a row (e.g. a crash after storing)
-        client.app.state.store.put(stray, b"x")  # type: ignore[attr-defined]
+        app_state(client.app).store.put(stray, b"x")
         assert objects(settings) == sorted([f"uploads/{kept['key']}", stray])
         time.sleep(ttl + 0.2)
         assert_error(

@@ -7,33 +7,21 @@ import io
 import struct
 import time
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_api_support import TestClient, api_settings, client_for, linked_home, trained_home
+from support.api import TestClient, api_settings, linked_home
 
 from lookalike.config import Settings
 
 Orl = dict[str, list[Path]]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Path:
-    return trained_home(tmp_path_factory, orl)
-
-
 @pytest.fixture
 def settings(trained: Path, tmp_path: Path) -> Settings:
     database = f"sqlite:///{tmp_path / 'log.sqlite3'}"  # its own: the trained one is shared
     return api_settings(linked_home(trained, tmp_path / "home"), database)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with client_for(settings) as c:
-        yield c
 
 
 def black_png(side: int) -> bytes:

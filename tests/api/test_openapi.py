@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_api_support import TestClient, api_settings, client_for, linked_home, trained_home
+from support.api import TestClient, api_settings, client_for, linked_home
 
 from lookalike import accounts
+from lookalike.api.state import app_state
 from lookalike.config import Settings
 from lookalike.names.service import ensure_name_generator
 
@@ -21,9 +22,9 @@ Orl = dict[str, list[Path]]
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Settings:
+def settings(tmp_path_factory: pytest.TempPathFactory, trained: Path) -> Settings:
     root = tmp_path_factory.mktemp("oas")
-    home = linked_home(trained_home(tmp_path_factory, orl), root / "home")
+    home = linked_home(trained, root / "home")
     database = f"sqlite:///{root / 'log.sqlite3'}"  # its own: the trained one is shared
     return api_settings(home, database, max_request_bytes=2_000_000, max_image_bytes=500_000)
 
@@ -37,7 +38,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def token(client: TestClient) -> str:
-    with client.app.state.sessions() as session, session.begin():  # type: ignore[attr-defined]
+    with app_state(client.app).sessions() as session, session.begin():
         _, plaintext = accounts.create_token(session, "schemathesis")
     return plaintext
 

@@ -1,8 +1,8 @@
 """The public page in a real browser (Debian's Chromium via Playwright) against the real app.
 
-One server per module: a small face model trained on 8 ORL people, the FastAPI app served by
-uvicorn in a thread, SQLite in the data dir. The webcam is Chromium's fake camera playing a
-face video. Every test leaves a screenshot in ``tests/artifacts/``.
+One server per module (``conftest.py``): a small face model trained on 8 ORL people, the
+FastAPI app served by uvicorn in a thread, SQLite in the data dir. The webcam is Chromium's fake
+camera playing a face video. Every test leaves a screenshot in ``tests/artifacts/``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import (
+from playwright.sync_api import expect
+from support.browser import (
     HELD_OUT,
     PEOPLE,
     PostBodies,
-    build_home,
     checked_page,
     chromium_args,
     form_fields,
@@ -26,38 +26,19 @@ from browser_support import (
     is_prediction_post,
     launched_chromium,
     png_bytes,
-    running_server,
     upload,
     wait_images_loaded,
 )
+from support.media import video_to_y4m
 
 from lookalike.config import Settings
-from lookalike.sample_data import video_to_y4m
 
 pytestmark = pytest.mark.browser
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'lookalike[dev]'")
-expect = sync_api.expect
 
 Orl = dict[str, list[Path]]
 
 
 # --- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, orl: Orl) -> Settings:
-    settings, report = build_home(tmp_path_factory.mktemp("browser"), orl)
-    assert report.version == "m0001"
-    return settings
-
-
-@pytest.fixture(scope="module")
-def server(trained: Settings) -> Iterator[str]:
-    from lookalike.api import create_app
-
-    with running_server(create_app(trained)) as base:
-        yield base
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +58,8 @@ def browser(y4m: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from checked_page(
-        browser, request.node.name, permissions=["camera"], viewport={"width": 1280, "height": 900}
-    )
+def page_options() -> dict[str, Any]:
+    return {"permissions": ["camera"], "viewport": {"width": 1280, "height": 900}}
 
 
 @pytest.fixture

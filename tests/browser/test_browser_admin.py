@@ -11,16 +11,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import ARTIFACTS, checked_page, running_server
+from playwright.sync_api import expect
+from support.browser import ARTIFACTS, running_server
 
 from lookalike import accounts
 from lookalike.config import Settings
 from lookalike.db import init_db, make_engine, session_factory
 
 pytestmark = pytest.mark.browser
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'lookalike[dev]'")
-expect = sync_api.expect
 
 NAME = "alice"
 PASSWORD = "correct horse battery staple"
@@ -46,8 +44,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from checked_page(browser, request.node.name, viewport={"width": 1100, "height": 800})
+def page_options() -> dict[str, Any]:
+    return {"viewport": {"width": 1100, "height": 800}}
 
 
 def sign_in(page: Any, name: str, password: str) -> None:

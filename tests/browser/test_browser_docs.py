@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import checked_page, running_server
+from playwright.sync_api import expect
+from support.browser import running_server
 
 from lookalike.config import Settings
 
 pytestmark = pytest.mark.browser
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'lookalike[dev]'")
-expect = sync_api.expect
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +22,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("docs") / "home"
     with running_server(create_app(Settings(home=home, rate_limit_per_minute=0))) as base:
         yield base
-
-
-@pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from checked_page(browser, request.node.name, viewport={"width": 1280, "height": 900})
 
 
 def test_api_docs_render_without_the_internet(page: Any, server: str, tmp_path: Path) -> None:

@@ -8,17 +8,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import checked_page, running_server
-from test_api_support import SECRET
-from test_names_support import names_home, pokemon, register_and_promote, trained_pokemon
-from test_quotes_support import QuoteServer
+from playwright.sync_api import expect
+from support.api import SECRET
+from support.browser import running_server
+from support.names import names_home, pokemon, register_and_promote, trained_pokemon
+from support.quotes import QuoteServer
 
 from lookalike.config import Settings
 
 pytestmark = pytest.mark.browser
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'lookalike[dev]'")
-expect = sync_api.expect
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +42,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, quotes: QuoteServer) -> Ite
     register_and_promote(settings, info)
     with running_server(create_app(settings)) as base:
         yield base
-
-
-@pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from checked_page(browser, request.node.name, viewport={"width": 1280, "height": 900})
 
 
 def test_seven_names_and_the_quote_of_the_day(page: Any, server: str, quotes: QuoteServer) -> None:

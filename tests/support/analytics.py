@@ -3,22 +3,17 @@
 ``LOG`` holds twelve requests whose local times (Europe/Paris) straddle a month boundary
 (2026-02-28 / 03-01), the spring DST change (2026-03-29, a 23-hour day) and the autumn one
 (2026-10-25, a 25-hour day whose 02:00 hour happens twice). The expected answers in
-``test_analytics.py`` are worked out by hand from this table.
+``tests/analytics/`` are worked out by hand from this table.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
-from test_api_support import TestClient, api_settings, client_for
 
 from lookalike import accounts
 from lookalike.config import Settings
@@ -31,8 +26,23 @@ from lookalike.db import (
     make_engine,
     session_factory,
 )
+from support.api import TestClient, api_settings, client_for
+from support.pg import new_database
 
 PARIS = "Europe/Paris"
+RANGE = {"start": "2026-02-01", "end": "2026-11-01"}  # every request of ``LOG``
+ENDPOINTS = [
+    "classes",
+    "accuracy",
+    "volume",
+    "heatmap",
+    "latency",
+    "confidence",
+    "feedback",
+    "drift",
+    "export.csv",
+    "export.json",
+]
 LEVELS = [i / 10 for i in range(11)]
 UNIFORM = {  # a held-out reference spread evenly over [0, 1]: F_ref(x) = x
     "quantiles": LEVELS,
@@ -211,17 +221,8 @@ def database(kind: str, folder: Path, postgres_url: str | None) -> Iterator[str]
         yield f"sqlite:///{folder / 'log.sqlite3'}"
         return
     assert postgres_url is not None
-    server = make_url(postgres_url)
-    name = f"analytics_{uuid.uuid4().hex}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield server.set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+    with new_database(postgres_url, "analytics") as url:
+        yield url
 
 
 @dataclass

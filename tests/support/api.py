@@ -9,7 +9,6 @@ its own database (the ``database_url`` fixture: SQLite and PostgreSQL) and its o
 from __future__ import annotations
 
 import io
-import shutil
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from lookalike.config import Settings
 from lookalike.data.importers import import_images
 from lookalike.registry import Registry
 from lookalike.retrain import retrain
+from support.training import class_folders
 
 with warnings.catch_warnings():
     # Starlette warns that its TestClient will move from httpx to httpx2; httpx works today.
@@ -44,12 +44,7 @@ def trained_home(factory: pytest.TempPathFactory, orl: Orl) -> Path:
     """The trained data directory (built once per session; never written to by tests)."""
     if "home" not in _TRAINED:
         root = factory.mktemp("api_model")
-        source = root / "source"
-        for person in PEOPLE:
-            folder = source / person
-            folder.mkdir(parents=True)
-            for photo in orl[person][IMPORTED]:
-                shutil.copy(photo, folder / photo.name)
+        source = class_folders(root / "source", {p: orl[p][IMPORTED] for p in PEOPLE})
         home = root / "home"
         settings = Settings(home=home, backbone="face")
         import_images(source, settings)
@@ -83,8 +78,8 @@ def api_settings(home: Path, database_url: str, **overrides: Any) -> Settings:
 
 def serve_champion(settings: Settings) -> str:
     """Make the newest model of a (linked) data dir the champion in the settings' database."""
-    with Registry(settings) as registry:
-        champion = registry.champion()  # registers the linked model directories
+    with Registry.open(settings) as registry:  # adopts the linked model directories
+        champion = registry.champion()
         if champion is None:
             champion = registry.versions()[0].version
             registry.promote(champion, reason="test setup", actor="test")

@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
-import socket
 import threading
 import time
 import urllib.error
@@ -27,15 +25,18 @@ from lookalike.config import Settings
 from lookalike.data.importers import import_images
 from lookalike.retrain import retrain
 from lookalike.training.train import TrainReport
+from support.server import free_port
+from support.training import class_folders
 
 CHROMIUM = Path(os.environ.get("LOOKALIKE_CHROMIUM", "/usr/bin/chromium"))
 
 PEOPLE = [f"s{i}" for i in range(1, 9)]  # the classes the browser tests' model knows
 IMPORTED = slice(0, 8)  # photos 1-8 are imported; 9 and 10 are held out
 HELD_OUT = 9  # index of a photo the model never saw (ORL photo 10)
+STRANGERS = [f"s{i}" for i in range(9, 41)]  # ORL people the model has never seen
 
 
-ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots, one per browser test
+ARTIFACTS = Path(__file__).parents[1] / "artifacts"  # tests/artifacts: a screenshot per test
 
 
 def chromium_args(y4m: Path | None = None) -> list[str]:
@@ -105,12 +106,7 @@ def checked_page(
 
 def build_home(root: Path, orl: dict[str, list[Path]]) -> tuple[Settings, TrainReport]:
     """Import ``PEOPLE`` x 8 ORL photos with the face backbone into ``root/home`` and train."""
-    source = root / "source"
-    for person in PEOPLE:
-        folder = source / person
-        folder.mkdir(parents=True)
-        for photo in orl[person][IMPORTED]:
-            shutil.copy(photo, folder / photo.name)
+    source = class_folders(root / "source", {p: orl[p][IMPORTED] for p in PEOPLE})
     settings = Settings(
         home=root / "home",
         backbone="face",
@@ -129,10 +125,24 @@ def png_bytes(path: Path) -> bytes:
         return buf.getvalue()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def png(image: Image.Image) -> bytes:
+    """A PIL image as PNG bytes."""
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def photo(orl: dict[str, list[Path]], person: str, index: int = 0) -> bytes:
+    """ORL photo ``index`` of ``person`` as PNG bytes."""
+    return png_bytes(orl[person][index])
+
+
+def stranger(answers: dict[str, dict[str, Any]], *, tie: bool) -> str:
+    """A stranger whose photo 1 gets a one-name (or, with ``tie``, a two-name) answer
+    (``answers``: the ``stranger_answers`` fixture)."""
+    found = [p for p, a in answers.items() if a["tie"] is tie]
+    assert found, f"no stranger's photo is answered with tie={tie}: {answers}"
+    return found[0]
 
 
 def get_json(url: str, timeout: float = 5.0) -> Any:

@@ -8,16 +8,17 @@ dashboard's time zone (``TIMEZONE``, which has a daylight saving change in that 
 several classes, "no strong match", requests with no face or several faces, feedback and
 corrections. ``Seed`` says what was written, so tests can compute the numbers the charts must
 show. ``build_single_version_home``: one model version and nothing else (no earlier champion).
+The page helpers at the end (``sign_in``, ``chart``...) drive the admin pages in Chromium.
 """
 
 from __future__ import annotations
 
 import random
-import shutil
-from collections.abc import Iterable
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -28,6 +29,7 @@ from lookalike.data.importers import import_images
 from lookalike.db import ModelEvent, ModelVersion, Prediction, init_db, make_engine, session_factory
 from lookalike.registry import Registry
 from lookalike.retrain import retrain
+from support.training import class_folders
 
 ADMIN = "alice"
 PASSWORD = "correct horse battery staple"
@@ -66,15 +68,6 @@ class Seed:
         )
 
 
-def _folders(root: Path, photos: dict[str, Iterable[Path]]) -> Path:
-    for person, paths in photos.items():
-        folder = root / person
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in paths:
-            shutil.copy(path, folder / path.name)
-    return root
-
-
 def _local(day: date, hour: int, minute: int) -> datetime:
     """A wall time on ``day`` in the dashboard's time zone, as an aware datetime."""
     return datetime.combine(day, time(hour, minute), tzinfo=ZoneInfo(TIMEZONE))
@@ -89,9 +82,9 @@ def build_dashboard_home(root: Path, orl: dict[str, list[Path]]) -> tuple[Settin
         retrain_min_new_images=0,  # only the test's "Retrain now" retrains
         timezone=TIMEZONE,
     )
-    import_images(_folders(root / "first", {p: orl[p][:6] for p in FIRST_CLASSES}), settings)
+    import_images(class_folders(root / "first", {p: orl[p][:6] for p in FIRST_CLASSES}), settings)
     retrain(settings, strict=False, actor="seed", trigger="setup")  # m0001: first champion
-    import_images(_folders(root / "later", {LATER_CLASS: orl[LATER_CLASS][:6]}), settings)
+    import_images(class_folders(root / "later", {LATER_CLASS: orl[LATER_CLASS][:6]}), settings)
     retrain(settings, strict=False, actor="seed", trigger="new-images")  # m0002: gate decides
     retrain(settings, strict=False, actor="seed", trigger="schedule")  # m0003: gate decides
 
@@ -207,7 +200,7 @@ def build_single_version_home(root: Path, orl: dict[str, list[Path]]) -> Setting
         retrain_min_new_images=0,
         timezone=TIMEZONE,
     )
-    import_images(_folders(root / "photos", {p: orl[p][:4] for p in FIRST_CLASSES}), settings)
+    import_images(class_folders(root / "photos", {p: orl[p][:4] for p in FIRST_CLASSES}), settings)
     retrain(settings, strict=False, actor="seed", trigger="setup")
     engine = make_engine(settings.effective_database_url)
     init_db(settings.effective_database_url)
@@ -215,3 +208,66 @@ def build_single_version_home(root: Path, orl: dict[str, list[Path]]) -> Setting
         accounts.create_user(session, ADMIN, PASSWORD)
     engine.dispose()
     return settings
+
+
+# --- the admin pages in the browser (``tests/browser/dashboard/``) ------------------------------
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+def sign_in(page: Any, base: str, path: str) -> None:
+    """Sign in as ``ADMIN`` through the form ``base + path`` redirects to; back on ``path``."""
+    from playwright.sync_api import expect
+
+    page.goto(base + path)
+    page.fill("#login-name", ADMIN)
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    expect(page).to_have_url(re.compile(re.escape(base + path)))
+
+
+def wait_loaded(page: Any, root: str, loads: int) -> None:
+    """The page finished its ``loads``-th round of requests and drew the answers."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(f"{root}[data-loads='{loads}']")).to_have_attribute("data-state", "ready")
+
+
+def chart(page: Any, chart_id: str) -> dict[str, Any]:
+    """What plotly drew in ``#chart-<id>``: traces, points, and whether it is a real plot."""
+    result: dict[str, Any] = page.evaluate(
+        """(id) => {
+            const div = document.getElementById('chart-' + id);
+            const traces = div.data || [];
+            const points = traces.reduce((n, t) => n + ((t.z || t.y || []).length), 0);
+            return {
+                plotted: div.classList.contains('js-plotly-plot')
+                    && div.querySelector('.plot-container .main-svg') !== null,
+                hidden: div.hidden || div.offsetHeight === 0,
+                traces: traces.length,
+                points: points,
+            };
+        }""",
+        chart_id,
+    )
+    return result
+
+
+def axis(page: Any, chart_id: str, name: str = "xaxis") -> dict[str, Any]:
+    """How plotly laid out one axis of ``#chart-<id>``: its range (ms for dates), tick step
+    and the tick labels it drew."""
+    result: dict[str, Any] = page.evaluate(
+        """([id, name]) => {
+            const div = document.getElementById('chart-' + id);
+            const ax = div._fullLayout[name];
+            const cls = name.charAt(0) + 'tick';
+            return {
+                range: ax.range.map(v => ax.r2l(v)),
+                dtick: ax.dtick,
+                ticks: [...div.querySelectorAll('.' + cls + ' text')].map(t => t.textContent),
+            };
+        }""",
+        [chart_id, name],
+    )
+    return result

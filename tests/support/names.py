@@ -58,7 +58,7 @@ def names_home(template: Path, dest: Path) -> Path:
 
 
 def register_and_promote(settings: Settings, info: NamesInfo, actor: str = "tests") -> None:
-    with Registry(settings) as registry:
+    with Registry.open(settings) as registry:
         registry.register(
             kind="names",
             version=info.version,

@@ -15,13 +15,17 @@ import glob
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from support.server import free_port
 
 SUPERUSER = "lookalike"
 SERVER_USER_WHEN_ROOT = "postgres"
@@ -61,12 +65,6 @@ def find_bindir() -> Path:
         " `make system-deps` (as root) or `apt-get install postgresql`, or point"
         " LOOKALIKE_PG_BINDIR at their directory"
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PostgresCluster:
@@ -214,3 +212,23 @@ class PostgresCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def new_database(server_url: str, prefix: str = "test") -> Iterator[str]:
+    """A new, empty database named ``<prefix>_<random>`` on the server of ``server_url`` (a
+    superuser URL); yields its URL and drops it (cutting its sessions) afterwards."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    server = make_url(server_url)
+    name = f"{prefix}_{uuid.uuid4().hex}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield server.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()

@@ -1,0 +1,1 @@
+"""The dashboard's analytics (fixtures: ``conftest.py``; the seeded log: ``support.analytics``)."""

@@ -1,0 +1,1 @@
+"""The web API's tests (fixtures: ``conftest.py``; helpers: ``support.api``)."""

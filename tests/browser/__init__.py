@@ -1,0 +1,2 @@
+"""The pages in a real browser (marker ``browser``; fixtures: ``conftest.py``; helpers:
+``support.browser``)."""

@@ -1,0 +1,1 @@
+"""Importing labelled images (fixtures: ``conftest.py``; helpers: ``support.imports``)."""
