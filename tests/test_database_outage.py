@@ -16,7 +16,7 @@ from support.api import api_settings, linked_home, trained_home
 from support.browser import running_server
 from support.pg import PostgresCluster
 
-from lookalike.db import Prediction
+from lookalike.db import PredictionRecord
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def test_a_database_outage_answers_503_and_recovers(
         assert statuses["503"] > 0 and retry_after == {"5"}, statuses
         engine = create_engine(url.replace("postgresql+psycopg", "postgresql+psycopg"))
         with engine.connect() as connection:
-            logged = connection.scalar(select(func.count()).select_from(Prediction))
+            logged = connection.scalar(select(func.count()).select_from(PredictionRecord))
         engine.dispose()
         assert logged == statuses["201"], (logged, statuses)
     finally:

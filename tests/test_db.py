@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.db import (
     Base,
-    Prediction,
+    PredictionRecord,
     Upload,
     current_revision,
     head_revision,
@@ -28,7 +28,7 @@ from lookalike.db import (
 from lookalike.db.migrate import alembic_config
 
 
-def _prediction(**overrides: object) -> Prediction:
+def _prediction(**overrides: object) -> PredictionRecord:
     fields: dict[str, object] = {
         "model_version": "v0001",
         "label": "s1",
@@ -50,7 +50,7 @@ def _prediction(**overrides: object) -> Prediction:
         "deletion_token_hash": "0" * 64,
     }
     fields.update(overrides)
-    return Prediction(**fields)
+    return PredictionRecord(**fields)
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_prediction_round_trip_keeps_json_and_aware_utc_datetimes(
         pid = row.id
     assert len(pid) == 32
     with sessions() as session:
-        got = session.get(Prediction, pid)
+        got = session.get(PredictionRecord, pid)
         assert got is not None
         assert got.created_at == created
         assert got.created_at.utcoffset() == timedelta(0)
@@ -113,12 +113,14 @@ def test_prediction_round_trip_keeps_json_and_aware_utc_datetimes(
         assert got.consent is True and got.no_strong_match is False
         assert got.face_index is None and got.frames_used == 5
 
-        other = session.scalars(select(Prediction).where(Prediction.label.is_(None))).one()
+        other = session.scalars(
+            select(PredictionRecord).where(PredictionRecord.label.is_(None))
+        ).one()
         assert other.no_strong_match is True
         assert other.created_at.tzinfo is not None
         assert abs(other.created_at - datetime.now(UTC)) < timedelta(minutes=5)
         newest = session.scalars(
-            select(Prediction).where(Prediction.created_at > created).limit(5)
+            select(PredictionRecord).where(PredictionRecord.created_at > created).limit(5)
         ).all()
         assert [p.id for p in newest] == [other.id]  # aware comparisons work in SQL
 

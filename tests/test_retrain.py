@@ -20,8 +20,8 @@ from lookalike.inference import Predictor
 from lookalike.registry import Registry
 from lookalike.retrain import RetrainResult, challenge, retrain
 from lookalike.training.compare import mcnemar_p
+from lookalike.training.evaluate import evaluate_version as evaluate
 from lookalike.training.heads import create_head
-from lookalike.training.train import evaluate
 
 Orl = dict[str, list[Path]]
 FIRST = [f"s{i}" for i in range(1, 31)]

@@ -16,8 +16,7 @@ from sqlalchemy import select
 import lookalike
 from lookalike import CannotJudge, Lookalike
 from lookalike.config import Settings
-from lookalike.db import Prediction as PredictionRecord
-from lookalike.db import init_db, make_engine, session_factory
+from lookalike.db import PredictionRecord, init_db, make_engine, session_factory
 from lookalike.errors import LookalikeError, NotFound
 from lookalike.registry import Registry
 from lookalike.services import models, predictions

@@ -28,8 +28,9 @@ from lookalike.config import Settings
 from lookalike.data.importers import ImportReport, import_images
 from lookalike.data.splits import SplitStore
 from lookalike.errors import DatasetError, ModelUnavailable, NotFound
+from lookalike.training.evaluate import evaluate_version as evaluate
 from lookalike.training.heads import HEADS
-from lookalike.training.train import TrainReport, evaluate, train
+from lookalike.training.train import TrainReport, train
 
 Orl = dict[str, list[Path]]
 

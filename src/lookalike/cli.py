@@ -23,6 +23,7 @@ from rich.table import Table
 from lookalike.admin_cli import app as admin_app
 from lookalike.config import Settings, get_settings
 from lookalike.errors import CannotJudge, DatasetError, InvalidInput, LookalikeError
+from lookalike.kinds import Trigger
 from lookalike.names.cli import app as names_app
 
 app = typer.Typer(
@@ -186,7 +187,7 @@ def train(
     with progress_bar("embed") as update:
         result = retrain(
             settings,
-            trigger="manual",
+            trigger=Trigger.MANUAL,
             actor="cli train",
             head=head,
             backbone_name=backbone,
@@ -242,13 +243,16 @@ def retrain(
     if queue:
         from lookalike.jobs import Jobs
 
-        job = Jobs(settings).enqueue_retrain("manual", "cli retrain")
+        job = Jobs(settings).enqueue_retrain(Trigger.MANUAL, "cli retrain")
         what = "Joined the retrain already queued or running" if job.joined else "Queued retrain"
         console.print(f"{what}: job {job.id}; `lookalike models list` shows the outcome.")
         return
     with progress_bar("embed") as update:
         result = run_retrain(
-            settings, trigger="manual", actor="cli retrain", progress=lambda _s, d, t: update(d, t)
+            settings,
+            trigger=Trigger.MANUAL,
+            actor="cli retrain",
+            progress=lambda _s, d, t: update(d, t),
         )
     if as_json:
         print(
@@ -413,7 +417,7 @@ def evaluate(
 
     Writes metrics.json + confusion.png."""
     from lookalike.registry import Registry
-    from lookalike.training.train import evaluate as run_evaluate
+    from lookalike.training.evaluate import evaluate_version as run_evaluate
 
     settings = settings_from(home)
     if version is None:

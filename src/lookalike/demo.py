@@ -20,6 +20,7 @@ from lookalike.data.importers import import_images
 from lookalike.demo_data import ORL_CREDIT, build_demo_dataset
 from lookalike.errors import CannotJudge
 from lookalike.inference import SAME_PERSON, Predictor
+from lookalike.kinds import Trigger
 from lookalike.names.service import ensure_name_generator
 from lookalike.retrain import retrain
 from lookalike.vision.images import read_image
@@ -38,7 +39,7 @@ def run_demo(settings: Settings, dest: Path, console: Console) -> dict[str, Coun
         f"Imported {report.added} new photo(s) ({report.already_present} already present,"
         f" {report.rejected} rejected) into {settings.home}"
     )
-    outcome = retrain(settings, trigger="manual", actor="demo", strict=False)
+    outcome = retrain(settings, trigger=Trigger.MANUAL, actor="demo", strict=False)
     result = outcome.report
     m = result.metrics
     console.print(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lookalike.config import Settings, get_settings
+from lookalike.kinds import Trigger
 
 if TYPE_CHECKING:
     from lookalike.data.importers import ImportReport
@@ -58,7 +59,7 @@ class Lookalike:
         retrain holds the data dir."""
         from lookalike.retrain import retrain
 
-        return retrain(self.settings, trigger="manual", actor="python", head=head)
+        return retrain(self.settings, trigger=Trigger.MANUAL, actor="python", head=head)
 
     def predict(
         self,

@@ -23,6 +23,7 @@ from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_write_bytes, file_lock
+from lookalike.kinds import Trigger
 from lookalike.retrain import retrain, retrain_running
 
 log = logging.getLogger("lookalike.jobs")
@@ -57,7 +58,7 @@ def new_images_since_last_model(settings: Settings) -> int:
     )
 
 
-def run_retrain(settings: Settings, trigger: str, actor: str) -> dict[str, Any]:
+def run_retrain(settings: Settings, trigger: Trigger, actor: str) -> dict[str, Any]:
     """One retrain as a job: its outcome as a small dict (errors included, never raised)."""
     try:
         result = retrain(settings, trigger=trigger, actor=actor)
@@ -83,7 +84,7 @@ def maybe_retrain_for_new_images(settings: Settings) -> dict[str, Any] | None:
     new = new_images_since_last_model(settings)
     if new < settings.retrain_min_new_images:
         return None
-    return run_retrain(settings, "new-images", f"{new} new images")
+    return run_retrain(settings, Trigger.NEW_IMAGES, f"{new} new images")
 
 
 def _every(minutes: int) -> crontab:
@@ -106,12 +107,12 @@ class Jobs:
         self.huey = huey or create_queue(settings)
 
         @self.huey.task(name="retrain")
-        def retrain_task(trigger: str, actor: str) -> dict[str, Any]:
+        def retrain_task(trigger: Trigger, actor: str) -> dict[str, Any]:
             return run_retrain(settings, trigger, actor)
 
         @self.huey.periodic_task(crontab(**parse_cron(settings.retrain_cron)), name="schedule")
         def scheduled_retrain() -> dict[str, Any]:
-            return run_retrain(settings, "schedule", "scheduler")
+            return run_retrain(settings, Trigger.SCHEDULE, "scheduler")
 
         @self.huey.periodic_task(_every(settings.retrain_check_minutes), name="new-images")
         def new_images_check() -> dict[str, Any] | None:
@@ -121,7 +122,7 @@ class Jobs:
         self.scheduled_retrain = scheduled_retrain
         self.new_images_check = new_images_check
 
-    def enqueue_retrain(self, trigger: str = "api", actor: str = "api") -> QueuedJob:
+    def enqueue_retrain(self, trigger: Trigger = Trigger.API, actor: str = "api") -> QueuedJob:
         """Queue a retrain, or join the one already queued or running (its id comes back):
         a burst of requests makes one model, not one each. Across processes: the last job
         id is kept in the data dir, and checked under a lock."""

@@ -47,12 +47,12 @@ from lookalike.db import (
     utcnow,
 )
 from lookalike.errors import InvalidInput, ModelUnavailable, NotFound
+from lookalike.kinds import CHAMPION_CHANGES, Alias, EventKind, ModelKind
 
-LOOKALIKE = "lookalike"
-NAMES = "names"
-KINDS = (LOOKALIKE, NAMES)
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+LOOKALIKE = ModelKind.FACES
+NAMES = ModelKind.NAMES
+CHAMPION = Alias.CHAMPION
+CHALLENGER = Alias.CHALLENGER
 
 
 def verify_artifact(home: Path, artifact: str, digest: str) -> None:
@@ -174,17 +174,18 @@ class Registry:
 
     def events(
         self,
-        kind: str = LOOKALIKE,
+        model_kind: str = LOOKALIKE,  # a ModelKind (rows read back hold plain text)
         version: str | None = None,
         limit: int | None = 500,
-        kinds: Sequence[str] = (),
+        event_kinds: Sequence[str] = (),
     ) -> list[ModelEvent]:
-        """The history, newest first (``kinds``: only these event kinds)."""
-        query = select(ModelEvent).where(ModelEvent.model_kind == kind)
+        """The history of ``model_kind``'s models, newest first (``version``: one model's;
+        ``event_kinds``: only these)."""
+        query = select(ModelEvent).where(ModelEvent.model_kind == model_kind)
         if version is not None:
             query = query.where(ModelEvent.version == version)
-        if kinds:
-            query = query.where(ModelEvent.kind.in_(kinds))
+        if event_kinds:
+            query = query.where(ModelEvent.kind.in_(event_kinds))
         with self.sessions() as session:
             rows = session.scalars(
                 query.order_by(ModelEvent.at.desc(), ModelEvent.id.desc()).limit(limit)
@@ -219,8 +220,9 @@ class Registry:
     ) -> ModelVersion:
         """Record a complete artifact as a new version (``challenger``: also point the
         challenger alias at it)."""
-        if kind not in KINDS:
-            raise InvalidInput(f"Unknown model kind {kind!r}; expected one of {KINDS}.")
+        if kind not in set(ModelKind):
+            kinds = ", ".join(ModelKind)
+            raise InvalidInput(f"Unknown model kind {kind!r}; expected one of {kinds}.")
         verify_artifact(self.home, artifact, digest)
         row = ModelVersion(
             version=version,
@@ -242,7 +244,7 @@ class Registry:
                 session.flush()
                 session.add(
                     ModelEvent(
-                        kind="register",
+                        kind=EventKind.REGISTER,
                         model_kind=kind,
                         version=version,
                         reason="registered",  # who: in actor (shown to admins only)
@@ -301,7 +303,7 @@ class Registry:
             db_row.decision = "promoted" if promoted else "refused"
             session.add(
                 ModelEvent(
-                    kind="decision",
+                    kind=EventKind.DECISION,
                     model_kind=row.kind,
                     version=version,
                     previous=previous,
@@ -312,7 +314,9 @@ class Registry:
                 )
             )
             if promoted:
-                self._promote_in(session, row.kind, version, previous, reason, actor, "promote")
+                self._promote_in(
+                    session, row.kind, version, previous, reason, actor, EventKind.PROMOTE
+                )
 
     def promote(self, version: str, *, reason: str, actor: str) -> str | None:
         """Make ``version`` the champion of its kind by hand; returns the previous one."""
@@ -324,7 +328,7 @@ class Registry:
                 raise InvalidInput(
                     f"{version} is already the champion.", code="model.already_champion"
                 )
-            self._promote_in(session, row.kind, version, previous, reason, actor, "promote")
+            self._promote_in(session, row.kind, version, previous, reason, actor, EventKind.PROMOTE)
         return previous
 
     def rollback(
@@ -356,19 +360,19 @@ class Registry:
         verify_artifact(self.home, row.artifact, row.digest)
         with self.sessions.begin() as session:
             previous = _alias(session, kind, CHAMPION)
-            self._promote_in(session, kind, target, previous, reason, actor, "rollback")
+            self._promote_in(session, kind, target, previous, reason, actor, EventKind.ROLLBACK)
         return current, target
 
     def _rollback_target(self, kind: str, current: str) -> str | None:
-        changes = self.events(kind, limit=None, kinds=("promote", "rollback"))
+        changes = self.events(kind, limit=None, event_kinds=CHAMPION_CHANGES)
         history = list(reversed(changes))  # oldest first
         last_state: dict[str, str] = {}  # version -> "promoted" | "rolled_back"
         order: list[str] = []
         for event in history:
-            if event.kind in ("promote", "rollback"):
+            if event.kind in CHAMPION_CHANGES:
                 last_state[event.version] = "promoted"
                 order.append(event.version)
-            if event.kind == "rollback" and event.previous:
+            if event.kind == EventKind.ROLLBACK and event.previous:
                 last_state[event.previous] = "rolled_back"
         for version in reversed(order):
             if version != current and last_state.get(version) == "promoted":

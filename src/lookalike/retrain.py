@@ -30,6 +30,7 @@ from lookalike.data.visitors import GatherReport, gather_visitor_photos
 from lookalike.datadir import DataDir
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import exclusive_lock, lock_is_held
+from lookalike.kinds import Trigger
 from lookalike.registry import Registry
 from lookalike.training.compare import GateDecision, compare_models
 from lookalike.training.train import Progress, TrainReport, train
@@ -80,7 +81,7 @@ def retrain_running(home: Path) -> bool:
 def retrain(
     settings: Settings,
     *,
-    trigger: str = "manual",
+    trigger: Trigger = Trigger.MANUAL,
     actor: str = "cli",
     head: str = "auto",
     backbone_name: str | None = None,

@@ -139,7 +139,7 @@ class ObjectStore:
         """When ``key`` was last written (timezone-aware UTC); ``NotFound`` when missing."""
         path = self.path(key)
         try:
-            modified = self.fs.modified(path)
+            modified: datetime = self.fs.modified(path)
         except FileNotFoundError:
             raise NotFound(
                 f"no object with key {key!r}", code="storage.not_found", details={"key": key}

@@ -21,7 +21,7 @@ from support.api import Orl, api_settings, assert_error, client_for, linked_home
 
 from lookalike.analytics.facts import HOURS_COLUMNS, L_BINS, LABELS_COLUMNS, log_columns, log_ts
 from lookalike.api.state import app_state
-from lookalike.db import Prediction, init_db, make_engine, session_factory
+from lookalike.db import PredictionRecord, init_db, make_engine, session_factory
 from lookalike.db.migrate import alembic_config, upgrade
 from lookalike.db.models import latency_bin
 
@@ -79,7 +79,7 @@ def test_triggers_keep_the_rollups_in_step_with_the_log(database_url: str) -> No
     sessions = session_factory(engine)
     try:
         with sessions() as session, session.begin():
-            rows = {r.created_at: r for r in session.scalars(select(Prediction))}
+            rows = {r.created_at: r for r in session.scalars(select(PredictionRecord))}
             rows[utc(LOG[0].at)].feedback = "like"  # feedback given later
             rows[utc(LOG[9].at)].feedback = None  # and withdrawn
             rows[utc(LOG[2].at)].created_at = utc("2026-06-01T12:00:00")  # moved
@@ -88,7 +88,7 @@ def test_triggers_keep_the_rollups_in_step_with_the_log(database_url: str) -> No
             session.delete(rows[utc(LOG[4].at)])
         assert_rollups_match(database_url)
         with sessions() as session, session.begin():
-            for row in session.scalars(select(Prediction)):
+            for row in session.scalars(select(PredictionRecord)):
                 session.delete(row)
         with engine.connect() as conn:
             for table in ("prediction_hours", "prediction_hour_labels", "prediction_day_labels"):
@@ -169,7 +169,9 @@ def test_a_photo_without_a_face_is_logged_and_counted(
         face = [("photo", ("me.pgm", orl["s2"][9].read_bytes(), "image/x-portable-graymap"))]
         assert client.post("/api/predictions", files=face).status_code == 201
         with app_state(client.app).sessions() as session:
-            rows = list(session.scalars(select(Prediction).order_by(Prediction.created_at)))
+            rows = list(
+                session.scalars(select(PredictionRecord).order_by(PredictionRecord.created_at))
+            )
             from lookalike import accounts
 
             token = accounts.create_token(session, "t")[1]

@@ -28,7 +28,7 @@ from support.api import (
 
 from lookalike.api.state import app_state
 from lookalike.config import Settings
-from lookalike.db import Prediction
+from lookalike.db import PredictionRecord
 
 Orl = dict[str, list[Path]]
 
@@ -38,9 +38,9 @@ def photo(path: Path, name: str | None = None) -> tuple[str, tuple[str, bytes, s
     return ("photo", (name or path.name, path.read_bytes(), "application/octet-stream"))
 
 
-def rows(client: TestClient) -> list[Prediction]:
+def rows(client: TestClient) -> list[PredictionRecord]:
     with app_state(client.app).sessions() as session:
-        return list(session.scalars(select(Prediction).order_by(Prediction.created_at)))
+        return list(session.scalars(select(PredictionRecord).order_by(PredictionRecord.created_at)))
 
 
 def test_held_out_photo_is_named_with_every_probability(
@@ -338,7 +338,7 @@ def test_without_a_model_the_service_still_runs(
         }
         assert client.get("/").status_code == 200
         with app_state(client.app).sessions() as session:
-            assert session.scalar(select(func.count()).select_from(Prediction)) == 0
+            assert session.scalar(select(func.count()).select_from(PredictionRecord)) == 0
 
 
 def test_predictions_run_off_the_event_loop(client: TestClient, orl: Orl) -> None:

@@ -21,7 +21,7 @@ from support.api import (
 
 from lookalike.api.state import app_state
 from lookalike.config import Settings
-from lookalike.db import Prediction, Upload
+from lookalike.db import PredictionRecord, Upload
 
 Orl = dict[str, list[Path]]
 
@@ -92,7 +92,7 @@ def test_upload_with_consent_keeps_only_the_consented_copy(
     body = r.json()
     assert objects(settings) == [f"consented/{body['id']}.pgm"]
     with app_state(client.app).sessions() as session:
-        row = session.get(Prediction, body["id"])
+        row = session.get(PredictionRecord, body["id"])
         assert row is not None and row.client == "web" and row.storage_key is not None
 
 

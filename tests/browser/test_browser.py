@@ -101,12 +101,12 @@ def held_out(orl: Orl, person: str) -> bytes:
 
 
 def db_prediction(settings: Settings, prediction_id: str) -> Any:
-    from lookalike.db import Prediction, make_engine, session_factory
+    from lookalike.db import PredictionRecord, make_engine, session_factory
 
     engine = make_engine(settings.effective_database_url)
     try:
         with session_factory(engine)() as session:
-            row = session.get(Prediction, prediction_id)
+            row = session.get(PredictionRecord, prediction_id)
             assert row is not None, f"prediction {prediction_id} is not in the database"
             session.expunge(row)
             return row

@@ -21,7 +21,7 @@ from lookalike.db import (
     ModelAlias,
     ModelEvent,
     ModelVersion,
-    Prediction,
+    PredictionRecord,
     init_db,
     make_engine,
     session_factory,
@@ -122,9 +122,9 @@ def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def prediction(req: Req) -> Prediction:
+def prediction(req: Req) -> PredictionRecord:
     no_face = req.outcome == "no_face"
-    return Prediction(
+    return PredictionRecord(
         created_at=utc(req.at),
         model_version=req.version,
         label=req.label,

@@ -26,7 +26,15 @@ from sqlalchemy import select
 from lookalike import accounts
 from lookalike.config import Settings
 from lookalike.data.importers import import_images
-from lookalike.db import ModelEvent, ModelVersion, Prediction, init_db, make_engine, session_factory
+from lookalike.db import (
+    ModelEvent,
+    ModelVersion,
+    PredictionRecord,
+    init_db,
+    make_engine,
+    session_factory,
+)
+from lookalike.kinds import Trigger
 from lookalike.registry import Registry
 from lookalike.retrain import retrain
 from support.training import class_folders
@@ -83,10 +91,10 @@ def build_dashboard_home(root: Path, orl: dict[str, list[Path]]) -> tuple[Settin
         timezone=TIMEZONE,
     )
     import_images(class_folders(root / "first", {p: orl[p][:6] for p in FIRST_CLASSES}), settings)
-    retrain(settings, strict=False, actor="seed", trigger="setup")  # m0001: first champion
+    retrain(settings, strict=False, actor="seed", trigger=Trigger.MANUAL)  # m0001: first champion
     import_images(class_folders(root / "later", {LATER_CLASS: orl[LATER_CLASS][:6]}), settings)
-    retrain(settings, strict=False, actor="seed", trigger="new-images")  # m0002: gate decides
-    retrain(settings, strict=False, actor="seed", trigger="schedule")  # m0003: gate decides
+    retrain(settings, strict=False, actor="seed", trigger=Trigger.NEW_IMAGES)  # m0002: gate decides
+    retrain(settings, strict=False, actor="seed", trigger=Trigger.SCHEDULE)  # m0003: gate decides
 
     today = datetime.now(ZoneInfo(TIMEZONE)).date()
     created = {"m0001": 58, "m0002": 35, "m0003": 12}
@@ -134,7 +142,7 @@ def build_dashboard_home(root: Path, orl: dict[str, list[Path]]) -> tuple[Settin
                 latency = round(rng.lognormvariate(4.0, 0.35), 2)
                 if faces == 0:  # refused: no face, no answer
                     session.add(
-                        Prediction(
+                        PredictionRecord(
                             created_at=at,
                             model_version=model,
                             label=None,
@@ -161,7 +169,7 @@ def build_dashboard_home(root: Path, orl: dict[str, list[Path]]) -> tuple[Settin
                     said = rng.choice([x for x in known if x != best])
                 others = (1 - probability) / max(1, len(known) - 1)
                 session.add(
-                    Prediction(
+                    PredictionRecord(
                         created_at=at,
                         model_version=model,
                         label=label,
@@ -201,7 +209,7 @@ def build_single_version_home(root: Path, orl: dict[str, list[Path]]) -> Setting
         timezone=TIMEZONE,
     )
     import_images(class_folders(root / "photos", {p: orl[p][:4] for p in FIRST_CLASSES}), settings)
-    retrain(settings, strict=False, actor="seed", trigger="setup")
+    retrain(settings, strict=False, actor="seed", trigger=Trigger.MANUAL)
     engine = make_engine(settings.effective_database_url)
     init_db(settings.effective_database_url)
     with session_factory(engine)() as session:

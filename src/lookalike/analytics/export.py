@@ -19,7 +19,7 @@ from sqlalchemy import Engine, Select, select
 
 from lookalike.analytics.filters import NO_MATCH, Filters
 from lookalike.analytics.queries import snapshot
-from lookalike.db.models import Prediction
+from lookalike.db.models import PredictionRecord
 
 COLUMNS = (
     "id",
@@ -41,16 +41,21 @@ CHUNK = 1000
 
 
 def statement(filters: Filters, limit: int) -> Select[Any]:
-    query = select(*(getattr(Prediction, c) for c in COLUMNS)).where(
-        Prediction.created_at >= filters.start_utc, Prediction.created_at < filters.end_utc
+    query = select(*(getattr(PredictionRecord, c) for c in COLUMNS)).where(
+        PredictionRecord.created_at >= filters.start_utc,
+        PredictionRecord.created_at < filters.end_utc,
     )
     if filters.model_version is not None:
-        query = query.where(Prediction.model_version == filters.model_version)
+        query = query.where(PredictionRecord.model_version == filters.model_version)
     if filters.no_match:
-        query = query.where(Prediction.label.is_(None), Prediction.outcome == "no_strong_match")
+        query = query.where(
+            PredictionRecord.label.is_(None), PredictionRecord.outcome == "no_strong_match"
+        )
     elif filters.label is not None:
-        query = query.where(Prediction.label == filters.label, Prediction.outcome == "match")
-    return query.order_by(Prediction.created_at, Prediction.id).limit(limit)
+        query = query.where(
+            PredictionRecord.label == filters.label, PredictionRecord.outcome == "match"
+        )
+    return query.order_by(PredictionRecord.created_at, PredictionRecord.id).limit(limit)
 
 
 def _value(value: Any) -> Any:

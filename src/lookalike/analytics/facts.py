@@ -34,7 +34,7 @@ from lookalike.db.models import (
     LATENCY_EDGES_MS,
     MATCH_SCORE_EDGES,
     PROBABILITY_EDGES,
-    Prediction,
+    PredictionRecord,
     UTCDateTime,
 )
 
@@ -236,7 +236,7 @@ def facts(
 def data_range(conn: Connection, filters: Filters) -> tuple[datetime, datetime] | None:
     """The filters' range narrowed to whole hours around the log rows in it (None: no rows),
     so that an "all time" query works out time zone offsets only where there is data."""
-    created = Prediction.created_at
+    created = PredictionRecord.created_at
     within = select(created).where(created >= filters.start_utc, created < filters.end_utc)
     # Two index probes (a min() and a max() in one query would read the whole range).
     lo = conn.execute(within.order_by(created).limit(1)).scalar()

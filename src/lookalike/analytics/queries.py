@@ -44,9 +44,10 @@ from lookalike.db.models import (
     ModelEvent,
     ModelVersion,
 )
+from lookalike.kinds import CHAMPION_CHANGES, Alias, ModelKind
 
-LOOKALIKE = "lookalike"  # the registry's kind for face/image models
-CHAMPION = "champion"
+LOOKALIKE = ModelKind.FACES
+CHAMPION = Alias.CHAMPION
 MAX_HOURLY_DAYS = 31  # hourly buckets over at most a month (744 buckets)
 DECIMALS = 6
 
@@ -174,7 +175,7 @@ def accuracy(q: Query) -> dict[str, Any]:
     served = set(
         conn.execute(
             select(ModelEvent.version).where(
-                ModelEvent.model_kind == LOOKALIKE, ModelEvent.kind.in_(("promote", "rollback"))
+                ModelEvent.model_kind == LOOKALIKE, ModelEvent.kind.in_(CHAMPION_CHANGES)
             )
         ).scalars()
     )
@@ -194,7 +195,7 @@ def accuracy(q: Query) -> dict[str, Any]:
         ModelEvent.actor,
     ).where(
         ModelEvent.model_kind == LOOKALIKE,
-        ModelEvent.kind.in_(("promote", "rollback")),
+        ModelEvent.kind.in_(CHAMPION_CHANGES),
         ModelEvent.at >= f.start_utc,
         ModelEvent.at < f.end_utc,
     )

@@ -24,7 +24,7 @@ from lookalike.config import Settings
 from lookalike.data.cache import embedding_cache
 from lookalike.data.importers import FileProblem, SourceItem, import_items
 from lookalike.data.store import DatasetStore
-from lookalike.db import Prediction
+from lookalike.db import PredictionRecord
 from lookalike.fsutil import file_lock
 from lookalike.storage import ObjectStore
 
@@ -42,7 +42,7 @@ class GatherReport:
     problems: list[FileProblem] = field(default_factory=list)
 
 
-def confirmed_label(row: Prediction) -> str | None:
+def confirmed_label(row: PredictionRecord) -> str | None:
     """The class a visitor confirmed for their photo, if any."""
     if row.feedback_label:
         return row.feedback_label
@@ -63,9 +63,12 @@ def gather_visitor_photos(settings: Settings, engine: Engine) -> GatherReport:
     kept: set[str] = set()
     with Session(engine) as session:
         rows = session.scalars(
-            select(Prediction).where(
-                Prediction.storage_key.is_not(None),
-                or_(Prediction.feedback_label.is_not(None), Prediction.feedback == "like"),
+            select(PredictionRecord).where(
+                PredictionRecord.storage_key.is_not(None),
+                or_(
+                    PredictionRecord.feedback_label.is_not(None),
+                    PredictionRecord.feedback == "like",
+                ),
             )
         ).all()
     for row in rows:

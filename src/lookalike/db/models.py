@@ -122,7 +122,7 @@ def _outcome(context: Any) -> str:
     return "no_strong_match" if params.get("no_strong_match") else "match"
 
 
-class Prediction(Base):
+class PredictionRecord(Base):
     """One prediction request: answered, or refused because no face was found."""
 
     __tablename__ = "predictions"
@@ -215,7 +215,8 @@ class Prediction(Base):
     feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     def __repr__(self) -> str:
-        return f"Prediction(id={self.id!r}, label={self.label!r}, created_at={self.created_at!r})"
+        label, at = self.label, self.created_at
+        return f"PredictionRecord(id={self.id!r}, label={label!r}, created_at={at!r})"
 
 
 class Upload(Base):

@@ -27,11 +27,12 @@ import numpy as np
 
 from lookalike.datadir import DataDir
 from lookalike.errors import ModelUnavailable, NotFound
+from lookalike.kinds import ModelKind
 from lookalike.names.model import CharGRU, Vocabulary
 from lookalike.versioned import VersionedDirs, version_pattern
 
 ARTIFACT_FORMAT = 1
-KIND = "names"
+KIND = ModelKind.NAMES
 PREFIX = "n"
 VERSION_PATTERN = version_pattern(PREFIX)
 MODEL_FILE = "model.json"

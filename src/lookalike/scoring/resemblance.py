@@ -87,7 +87,8 @@ class Resemblance:
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Embeddings (n, dim) -> resemblance scores (n, classes)."""
         x = np.atleast_2d(np.asarray(x, np.float32))
-        return l2_normalize(x - self.centre) @ self.centroids.T
+        scores: np.ndarray = l2_normalize(x - self.centre) @ self.centroids.T
+        return scores
 
     def strength(self, scores: np.ndarray) -> np.ndarray:
         """Share of the strangers' best scores below ``scores`` (0..1)."""
@@ -97,7 +98,7 @@ class Resemblance:
 
     def tie_gap(self, looks: int = 1) -> float:
         """Top-two gaps below this are ties, for a query averaged over ``looks`` photos."""
-        return self.tie_z * self.noise / np.sqrt(max(1, looks))
+        return float(self.tie_z * self.noise / np.sqrt(max(1, looks)))
 
     # -- persistence (arrays in the model's npz, numbers in model.json) ---------------------
     def state(self) -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lookalike.db import ModelEvent, ModelVersion
+from lookalike.kinds import Trigger
 from lookalike.registry import Registry
 
 if TYPE_CHECKING:
@@ -70,6 +71,6 @@ def rollback(registry: Registry, *, reason: str, actor: str, to: str | None) -> 
     return ChampionMove(new, old)
 
 
-def queue_retrain(jobs: Jobs, trigger: str, actor: str) -> QueuedJob:
+def queue_retrain(jobs: Jobs, trigger: Trigger, actor: str) -> QueuedJob:
     """Queue a retrain, or join the one already queued or running."""
     return jobs.enqueue_retrain(trigger, actor)

@@ -26,8 +26,7 @@ from lookalike.artifacts import load_model
 from lookalike.config import Settings
 from lookalike.data.visitors import PREFIX as VISITOR_PREFIX
 from lookalike.data.visitors import forget_visitor_photo
-from lookalike.db import Prediction as PredictionRecord
-from lookalike.db import Upload, utcnow
+from lookalike.db import PredictionRecord, Upload, utcnow
 from lookalike.errors import CannotJudge, LookalikeError, NotFound
 from lookalike.inference import Prediction, Predictor
 from lookalike.registry import Registry

@@ -1,5 +1,6 @@
 """Evaluation on the frozen test set: accuracy, macro-F1, per-class precision/recall,
-confusion matrix, top losses; written as JSON and a PNG."""
+confusion matrix, top losses; written as JSON and a PNG. ``evaluate_version`` re-evaluates
+a saved model (``lookalike evaluate``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.artifacts import backbone_for, load_model
+from lookalike.config import Settings
+from lookalike.data.cache import embedding_cache
+from lookalike.data.embed import Embedder
+from lookalike.data.splits import SplitStore
+from lookalike.data.store import DatasetStore, ImageRecord
 from lookalike.fsutil import atomic_write_bytes, atomic_write_json
 
 
@@ -119,3 +126,42 @@ def write_report(metrics: dict[str, Any], labels: list[str], out_dir: Path) -> l
     atomic_write_bytes(png_path, buf.getvalue())
     paths.append(png_path)
     return paths
+
+
+def labelled_arrays(
+    records: list[ImageRecord], vectors: dict[str, np.ndarray], index: dict[str, int], dim: int
+) -> tuple[np.ndarray, np.ndarray, list[ImageRecord]]:
+    """Embeddings (x) and class indices (y) of the records that have an embedding."""
+    kept = [r for r in records if r.sha256 in vectors]
+    x = np.stack([vectors[r.sha256] for r in kept]) if kept else np.zeros((0, dim), np.float32)
+    y = np.array([index[r.label] for r in kept], dtype=np.int64)
+    return x.astype(np.float32), y, kept
+
+
+def evaluate_version(
+    settings: Settings, version: str | None, out_dir: Path | None = None
+) -> tuple[dict[str, Any], list[Path]]:
+    """Re-evaluate a saved model on the frozen test set version it records."""
+    model = load_model(settings.home, version)
+    info = model.info
+    store = DatasetStore(settings)
+    catalog = store.load()
+    splits = SplitStore(settings).load()
+    hashes = splits.test_hashes(info.test_version)
+    index = {label: i for i, label in enumerate(info.labels)}
+    records = [
+        catalog.images[h] for h in sorted(hashes) if h in catalog.images
+        and catalog.images[h].label in index
+    ]  # fmt: skip
+    embedder = Embedder(backbone_for(info, settings), embedding_cache(settings.data_dir))
+    result = embedder.embed_files({r.sha256: store.path_of(r) for r in records})
+    x, y, kept = labelled_arrays(records, result.vectors, index, model.gallery.shape[1])
+    proba, _, match = model.classify(x) if len(x) else (np.zeros((0, 0)),) * 3
+    metrics = compute_metrics(
+        proba, match, y, info.labels, info.threshold,
+        [r.sha256 for r in kept], [r.source for r in kept],
+    )  # fmt: skip
+    metrics["model"] = info.version
+    metrics["test_version"] = info.test_version
+    paths = write_report(metrics, info.labels, out_dir or settings.data_dir.reports / info.version)
+    return metrics, paths

@@ -7,12 +7,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lookalike.artifacts import ModelInfo, TrainedModel, backbone_for, load_model, save_model
+from lookalike.artifacts import ModelInfo, TrainedModel, save_model
 from lookalike.config import Settings
 from lookalike.data.cache import embedding_cache
 from lookalike.data.embed import Embedder, EmbedResult
@@ -20,7 +19,7 @@ from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore, ImageRecord, now_iso
 from lookalike.data.visitors import is_visitor
 from lookalike.errors import DatasetError
-from lookalike.training.evaluate import compute_metrics, write_report
+from lookalike.training.evaluate import compute_metrics, labelled_arrays
 from lookalike.training.heads import HEADS, Head, create_head
 from lookalike.training.openset import choose_threshold, genuine_impostor
 from lookalike.vision.backbones import create_backbone
@@ -46,15 +45,6 @@ class TrainReport:
     cached: int
     failures: dict[str, str] = field(default_factory=dict)  # source -> why it was left out
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-def _arrays(
-    records: list[ImageRecord], vectors: dict[str, np.ndarray], index: dict[str, int], dim: int
-) -> tuple[np.ndarray, np.ndarray, list[ImageRecord]]:
-    kept = [r for r in records if r.sha256 in vectors]
-    x = np.stack([vectors[r.sha256] for r in kept]) if kept else np.zeros((0, dim), np.float32)
-    y = np.array([index[r.label] for r in kept], dtype=np.int64)
-    return x.astype(np.float32), y, kept
 
 
 def train(
@@ -122,11 +112,11 @@ def train(
     )
     failures = {catalog.images[sha].source: why for sha, why in result.failures.items()}
 
-    x_tr, y_tr, rec_tr = _arrays(by_subset["train"], result.vectors, index, backbone.dim)
-    x_va, y_va, _ = _arrays(by_subset["val"], result.vectors, index, backbone.dim)
+    x_tr, y_tr, rec_tr = labelled_arrays(by_subset["train"], result.vectors, index, backbone.dim)
+    x_va, y_va, _ = labelled_arrays(by_subset["val"], result.vectors, index, backbone.dim)
     test_hashes = splits.test_hashes()
     test_records = [r for r in by_subset["test"] if r.sha256 in test_hashes]
-    x_te, y_te, rec_te = _arrays(test_records, result.vectors, index, backbone.dim)
+    x_te, y_te, rec_te = labelled_arrays(test_records, result.vectors, index, backbone.dim)
 
     names = list(HEADS) if head == "auto" else [head]
     fitted: dict[str, Head] = {}
@@ -222,32 +212,3 @@ def _count(records: list[ImageRecord]) -> dict[str, int]:
 
 def _head_kwargs(name: str, settings: Settings) -> dict[str, Any]:
     return {"k": settings.top_k_per_class} if name == "gallery" else {}
-
-
-def evaluate(
-    settings: Settings, version: str | None, out_dir: Path | None = None
-) -> tuple[dict[str, Any], list[Path]]:
-    """Re-evaluate a saved model on the frozen test set version it records."""
-    model = load_model(settings.home, version)
-    info = model.info
-    store = DatasetStore(settings)
-    catalog = store.load()
-    splits = SplitStore(settings).load()
-    hashes = splits.test_hashes(info.test_version)
-    index = {label: i for i, label in enumerate(info.labels)}
-    records = [
-        catalog.images[h] for h in sorted(hashes) if h in catalog.images
-        and catalog.images[h].label in index
-    ]  # fmt: skip
-    embedder = Embedder(backbone_for(info, settings), embedding_cache(settings.data_dir))
-    result = embedder.embed_files({r.sha256: store.path_of(r) for r in records})
-    x, y, kept = _arrays(records, result.vectors, index, model.gallery.shape[1])
-    proba, _, match = model.classify(x) if len(x) else (np.zeros((0, 0)),) * 3
-    metrics = compute_metrics(
-        proba, match, y, info.labels, info.threshold,
-        [r.sha256 for r in kept], [r.source for r in kept],
-    )  # fmt: skip
-    metrics["model"] = info.version
-    metrics["test_version"] = info.test_version
-    paths = write_report(metrics, info.labels, out_dir or settings.data_dir.reports / info.version)
-    return metrics, paths

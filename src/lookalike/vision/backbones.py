@@ -138,7 +138,8 @@ class Backbone:
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
+    unit: np.ndarray = x / np.maximum(norm, 1e-12)
+    return unit
 
 
 BackboneFactory = Callable[[Settings | None], Backbone]

@@ -124,7 +124,8 @@ def pooled_features_module(model: Any) -> Any:
             self.net = net
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net.extract_features(x).mean(dim=(2, 3))
+            features: torch.Tensor = self.net.extract_features(x)
+            return features.mean(dim=(2, 3))
 
     return PooledFeatures(model).eval()
 
@@ -186,7 +187,8 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     if arr.shape[2] == 4:
         alpha = arr[:, :, 3:].astype(np.float32) / 255.0
         rgb = arr[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+        flat: np.ndarray = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+        return flat
     return arr
 
 

@@ -114,7 +114,8 @@ def _dequantize(
         shape = [1] * values.ndim
         shape[axis] = -1
         scale, zeros = scale.reshape(shape), zeros.reshape(shape)
-    return ((values - zeros) * scale).astype(np.float32)
+    folded: np.ndarray = ((values - zeros) * scale).astype(np.float32)
+    return folded
 
 
 def fold_yunet(src: Path, dst: Path) -> None:

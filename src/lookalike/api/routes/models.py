@@ -23,6 +23,7 @@ from lookalike.api.schemas import (
     RollbackRequest,
 )
 from lookalike.api.state import AppState
+from lookalike.kinds import CHAMPION_CHANGES, Trigger
 from lookalike.services import models
 from lookalike.services.models import ChampionMove, alias_of, event_view, version_view
 
@@ -64,7 +65,7 @@ def list_models(request: Request, registry: RegistryDep) -> ModelsPublic:
     """Who made a version or moved the champion (``created_by``, ``actor``) only for admins."""
     admin = is_admin(request)
     rows, aliases = registry.versions(), registry.aliases()
-    changes = registry.events(kinds=("promote", "rollback"))
+    changes = registry.events(event_kinds=CHAMPION_CHANGES)
     return ModelsPublic(
         data=[
             ModelVersionPublic(**version_view(r, alias_of(r.version, aliases), show_authors=admin))
@@ -85,7 +86,7 @@ def list_models(request: Request, registry: RegistryDep) -> ModelsPublic:
     dependencies=ADMIN_CHANGE,
 )
 def retrain_now(state: StateDep, admin: AdminDep) -> JobPublic:
-    job = models.queue_retrain(state.jobs, "api", f"admin {admin.name}")
+    job = models.queue_retrain(state.jobs, Trigger.API, f"admin {admin.name}")
     return JobPublic(id=job.id, done=False, joined=job.joined)
 
 

@@ -19,8 +19,9 @@ from lookalike.api.deps import SessionDep, StateDep, rate_limit
 from lookalike.api.errors import ApiError
 from lookalike.api.schemas import FeedbackCreate, PredictionPublic, PredictionSummary
 from lookalike.api.state import AppState
-from lookalike.db import Prediction as PredictionRecord
+from lookalike.db import PredictionRecord
 from lookalike.errors import LookalikeError
+from lookalike.kinds import Trigger
 from lookalike.services import predictions
 from lookalike.services.predictions import Photo, PredictOptions
 
@@ -134,7 +135,7 @@ def delete_photo(
     )
     if trained_on:  # the champion saw it: retrain soon, not at the next schedule
         try:
-            state.jobs.enqueue_retrain("deletion", "a visitor's deletion")
+            state.jobs.enqueue_retrain(Trigger.DELETION, "a visitor's deletion")
         except Exception:  # the photo is gone either way; the schedule retrains later
             log.exception("could not queue the retrain after a deletion")
     return Response(status_code=204)
