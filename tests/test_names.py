@@ -416,6 +416,27 @@ def test_sampling_uses_one_blas_thread_and_restores_the_setting(trained: NamesMo
     assert blas_threads() == before
 
 
+BLAS_LOADED_LATER = """
+import threadpoolctl
+from lookalike.names.model import one_blas_thread
+
+with one_blas_thread():  # the first request: only numpy's BLAS is loaded
+    pass
+import scipy.linalg, sklearn.linear_model  # noqa: E401,F401  (their own BLAS builds)
+with one_blas_thread():
+    inside = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+print(len(inside), max(inside))
+"""
+
+
+def test_a_blas_loaded_after_the_first_request_is_limited_too() -> None:
+    pytest.importorskip("threadpoolctl")
+    out = subprocess.run(
+        [sys.executable, "-c", BLAS_LOADED_LATER], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert int(out[0]) >= 1 and int(out[1]) == 1
+
+
 def test_demo_trains_a_generator_only_when_none_answers(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,6 +37,7 @@ from lookalike.db import (
 from lookalike.kinds import Trigger
 from lookalike.registry import Registry
 from lookalike.retrain import retrain
+from lookalike.services.predictions import cannot_judge_record
 from support.training import class_folders
 
 ADMIN = "alice"
@@ -141,22 +142,9 @@ def build_dashboard_home(root: Path, orl: dict[str, list[Path]]) -> tuple[Settin
                 at = _local(day, rng.randint(8, 22), rng.randint(0, 59))
                 latency = round(rng.lognormvariate(4.0, 0.35), 2)
                 if faces == 0:  # refused: no face, no answer
-                    session.add(
-                        PredictionRecord(
-                            created_at=at,
-                            model_version=model,
-                            label=None,
-                            best_label=None,
-                            probability=None,
-                            probabilities=[],
-                            match_score=None,
-                            no_strong_match=False,
-                            faces_found=0,
-                            face_index=None,
-                            latency_ms=latency,
-                            client="web",
-                        )
-                    )
+                    row = cannot_judge_record(model, latency, "web")
+                    row.created_at = at
+                    session.add(row)
                     seed.rows.append((day, None, model, 0))
                     continue
                 best = rng.choice(known)

@@ -363,29 +363,25 @@ prediction_hours = Table(
     sqlite_with_rowid=False,
 )
 
-prediction_hour_labels = Table(
-    "prediction_hour_labels",
-    Base.metadata,
-    Column("hour", Integer, primary_key=True, autoincrement=False),
-    Column("model_version", String(255), primary_key=True),
-    Column("outcome", String(16), primary_key=True),
-    Column("label", String(255), primary_key=True),
-    _count("n"),
-    _count("likes"),
-    _count("dislikes"),
-    sqlite_with_rowid=False,
-)
 
-prediction_day_labels = Table(
-    "prediction_day_labels",
-    Base.metadata,
-    Column("day", Integer, primary_key=True, autoincrement=False),
-    Column("model_version", String(255), primary_key=True),
-    Column("outcome", String(16), primary_key=True),
-    Column("label", String(255), primary_key=True),
-    _count("n"),
-    _count("likes"),
-    _count("dislikes"),
-    *_histogram("l", LATENCY_EDGES_MS),
-    sqlite_with_rowid=False,
+def _label_rollup(name: str, period: str, *more: Column[int]) -> Table:
+    """Counts and feedback per period, model version, outcome and class."""
+    return Table(
+        name,
+        Base.metadata,
+        Column(period, Integer, primary_key=True, autoincrement=False),
+        Column("model_version", String(255), primary_key=True),
+        Column("outcome", String(16), primary_key=True),
+        Column("label", String(255), primary_key=True),
+        _count("n"),
+        _count("likes"),
+        _count("dislikes"),
+        *more,
+        sqlite_with_rowid=False,
+    )
+
+
+prediction_hour_labels = _label_rollup("prediction_hour_labels", "hour")
+prediction_day_labels = _label_rollup(
+    "prediction_day_labels", "day", *_histogram("l", LATENCY_EDGES_MS)
 )

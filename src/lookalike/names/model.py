@@ -70,7 +70,6 @@ class _OneBlasThread:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users = 0
-        self._controller: Any = None
         self._limiter: Any = None
 
     @contextmanager
@@ -80,9 +79,10 @@ class _OneBlasThread:
                 try:
                     from threadpoolctl import ThreadpoolController  # scikit-learn's dependency
 
-                    if self._controller is None:
-                        self._controller = ThreadpoolController()
-                    self._limiter = self._controller.limit(limits=1, user_api="blas")
+                    # Looked up each time (about a millisecond): a BLAS loaded since (scipy's,
+                    # torch's) must be limited too, not only those loaded at the first request.
+                    controller = ThreadpoolController()
+                    self._limiter = controller.limit(limits=1, user_api="blas")
                 except Exception:  # no threadpoolctl or an unknown BLAS: run as is
                     self._limiter = None
             self._users += 1

@@ -253,25 +253,28 @@ def record_cannot_judge(
     try:
         version = predictor.load().info.version
         with sessions() as session, session.begin():
-            session.add(
-                PredictionRecord(
-                    model_version=version,
-                    label=None,
-                    best_label=None,
-                    probability=None,
-                    probabilities=[],
-                    match_score=None,
-                    no_strong_match=False,
-                    outcome="no_face",
-                    faces_found=0,
-                    frames_used=0,
-                    latency_ms=float(latency_ms),
-                    client=client,
-                    consent=False,
-                )
-            )
+            session.add(cannot_judge_record(version, latency_ms, client))
     except Exception:
         log.exception("could not log a request without a face")
+
+
+def cannot_judge_record(model_version: str, latency_ms: float, client: Client) -> PredictionRecord:
+    """The log row of a request that could not be judged: no answer, nothing of the photo."""
+    return PredictionRecord(
+        model_version=model_version,
+        label=None,
+        best_label=None,
+        probability=None,
+        probabilities=[],
+        match_score=None,
+        no_strong_match=False,
+        outcome="no_face",
+        faces_found=0,
+        frames_used=0,
+        latency_ms=float(latency_ms),
+        client=client,
+        consent=False,
+    )
 
 
 def _extension(image: DecodedImage, data: bytes) -> str:
