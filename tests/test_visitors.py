@@ -18,6 +18,7 @@ from lookalike.config import Settings
 from lookalike.data.cache import EmbeddingCache
 from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore
+from lookalike.errors import InvalidInput
 from lookalike.jobs import Jobs
 from lookalike.registry import Registry
 from lookalike.retrain import retrain
@@ -111,6 +112,8 @@ def test_only_consented_confirmed_photos_train_and_deletion_is_real(
     assert f"visitor:{liked['id']}" not in _visitor_records(settings)
     assert not blob.exists()
     assert cache.get(model.info.backbone_key, record.sha256) is None
+    assert record.sha256 not in SplitStore(settings).load().assignments  # not even its hash
+    assert record.sha256 not in settings.data_dir.splits.read_text()
     assert Jobs(settings).huey.pending_count() == 1  # the champion trained on it: retrain soon
 
     # The next retrain replaces the champion trained on it, unless it is worse.
@@ -122,6 +125,16 @@ def test_only_consented_confirmed_photos_train_and_deletion_is_real(
     assert after_delete.decision.figures["withdrawn_visitor_photos"] == 1
     new_champion = load_model(settings.home, after_delete.version).info
     assert new_champion.visitor_sources == [f"visitor:{named['id']}"]
+    # The version trained on the deleted photo never serves again, by hand or by rollback.
+    with Registry(settings) as registry:
+        with pytest.raises(InvalidInput) as refused:
+            registry.promote(result.version, reason="test", actor="test")
+        assert refused.value.code == "model.trained_on_deleted_data"
+        assert refused.value.status == 409
+        with pytest.raises(InvalidInput) as back:
+            registry.rollback(reason="test", actor="test", to=result.version)
+        assert back.value.code == "model.trained_on_deleted_data"
+        assert registry.champion() == after_delete.version
 
     # Withdrawing the label (a plain dislike) takes the other one out at the next retrain.
     client.post(

@@ -277,6 +277,84 @@ class Settings(BaseSettings):
         65_536, gt=0, description="Largest quotes API answer read, in bytes."
     )
 
+    # --- joining the gallery (a short face video or a few photos) --------------------------------
+    video_max_bytes: int = Field(
+        60 * 1024 * 1024,
+        ge=1024,
+        description="Largest contribution video accepted, in bytes (checked before decoding).",
+    )
+    video_min_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="Shortest contribution video, in seconds (2 s of a face turning already"
+        " gives enough distinct views).",
+    )
+    video_max_seconds: float = Field(
+        10.0, gt=0, description="Longest contribution video, in seconds (declared or decoded)."
+    )
+    video_max_pixels: int = Field(
+        1920 * 1080,
+        ge=64 * 64,
+        description="Largest frame of a contribution video (width x height), checked from the"
+        " stream's header before any frame is decoded.",
+    )
+    video_max_frames: int = Field(
+        1200,
+        ge=1,
+        description="Most frames a contribution video may have (declared or decoded): 10 s at"
+        " 120 fps.",
+    )
+    video_decode_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Decoding a contribution video stops (and refuses it) after this long.",
+    )
+    video_sample_fps: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Frames sampled per second of a contribution video to look for faces.",
+    )
+
+    contribution_min_crops: int = Field(
+        5,
+        ge=1,
+        description="A contribution is refused unless at least this many good, distinct face"
+        " crops remain (one face, sharp, lit, large enough, not a near-duplicate).",
+    )
+    contribution_max_crops: int = Field(
+        12,
+        ge=1,
+        description="At most this many crops are kept per contributor, chosen to differ as much"
+        " as possible (the head turning gives varied views).",
+    )
+    contribution_min_photos: int = Field(
+        3, ge=1, description="Fewest photos in a photos-only contribution."
+    )
+    contribution_max_photos: int = Field(
+        20, ge=1, description="Most photos in a photos-only contribution."
+    )
+    contribution_duplicate_similarity: float = Field(
+        0.97,
+        gt=0,
+        le=1,
+        description="Two crops of a contribution this similar (cosine) are one view: the"
+        " later is dropped.",
+    )
+    contribution_same_person_similarity: float = Field(
+        0.35,
+        ge=-1,
+        le=1,
+        description="The crops of a contribution split into two groups whose mean faces are"
+        " less similar (cosine) than this are two people: it is refused.",
+    )
+
+    contributions_need_approval: bool = Field(
+        False,
+        description="New contributors are matched and shown to other visitors only once an"
+        " admin approved them.",
+    )
+
     # --- admin access ----------------------------------------------------------------------------
     admin_session_hours: float = Field(
         12.0,

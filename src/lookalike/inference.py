@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -167,6 +167,21 @@ class Prediction:
     @property
     def face(self) -> Face | None:
         return None if self.face_index is None else self.faces[self.face_index]
+
+    def as_enrolled(self, name: str, score: float) -> Prediction:
+        """This answer turned into "this is ``name``": a contributor enrolled since the
+        model was trained (not one of its classes) passed the identity threshold with
+        ``score``. The model's classes stay as the lookalikes."""
+        me = LookalikeMatch(label=name, score=score, strength=1.0, reference=None)
+        return replace(
+            self,
+            kind=SAME_PERSON,
+            names=[name],
+            best_label=name,
+            probability=1.0,
+            match_score=score,
+            lookalikes=[me, *self.lookalikes[: max(0, len(self.lookalikes) - 1)]],
+        )
 
     def visit(self) -> Visit:
         """This answer's looks, to be answered together with the visitor's next photo."""

@@ -99,6 +99,18 @@ class QueuedJob:
     joined: bool  # True: a retrain already queued or running answers this request too
 
 
+def run_contribution(settings: Settings, contribution_id: str) -> str:
+    """Process one contribution (``lookalike.contributions.process``); its status."""
+    from lookalike.contributions import process
+    from lookalike.db import make_engine
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        return process(settings, engine, contribution_id)
+    finally:
+        engine.dispose()
+
+
 class Jobs:
     """The queue and its tasks for one ``Settings``."""
 
@@ -118,9 +130,19 @@ class Jobs:
         def new_images_check() -> dict[str, Any] | None:
             return maybe_retrain_for_new_images(settings)
 
+        @self.huey.task(name="contribution")
+        def contribution_task(contribution_id: str) -> str:
+            return run_contribution(settings, contribution_id)
+
         self.retrain_task = retrain_task
         self.scheduled_retrain = scheduled_retrain
         self.new_images_check = new_images_check
+        self.contribution_task = contribution_task
+
+    def enqueue_contribution(self, contribution_id: str) -> str:
+        """Queue the processing of a stored contribution; returns the job id."""
+        result: Result = self.contribution_task(contribution_id)
+        return str(result.id)
 
     def enqueue_retrain(self, trigger: Trigger = Trigger.API, actor: str = "api") -> QueuedJob:
         """Queue a retrain, or join the one already queued or running (its id comes back):

@@ -41,6 +41,7 @@ from lookalike.db import (
     ModelAlias,
     ModelEvent,
     ModelVersion,
+    PredictionRecord,
     init_db,
     make_engine,
     session_factory,
@@ -322,6 +323,7 @@ class Registry:
         """Make ``version`` the champion of its kind by hand; returns the previous one."""
         row = self.get(version)
         verify_artifact(self.home, row.artifact, row.digest)
+        self.refuse_deleted_data(row)
         with self.sessions.begin() as session:
             previous = _alias(session, row.kind, CHAMPION)
             if previous == version:
@@ -358,10 +360,49 @@ class Registry:
                 details={"from": current, "to": target},
             )
         verify_artifact(self.home, row.artifact, row.digest)
+        self.refuse_deleted_data(row)
         with self.sessions.begin() as session:
             previous = _alias(session, kind, CHAMPION)
             self._promote_in(session, kind, target, previous, reason, actor, EventKind.ROLLBACK)
         return current, target
+
+    def deleted_sources(self, row: ModelVersion) -> list[str]:
+        """The visitor photos ``row``'s model was trained on that their owners have deleted
+        since (its ``model.json`` lists them; a kept photo has a ``storage_key``)."""
+        if row.kind != LOOKALIKE:
+            return []
+        try:
+            path = self.settings.data_dir.artifact(row.artifact) / "model.json"
+            info = json.loads(path.read_text())
+            sources = [str(s) for s in info.get("visitor_sources", [])]
+        except (OSError, ValueError, AttributeError):
+            return []  # verify_artifact speaks for a damaged artifact
+        if not sources:
+            return []
+        ids = {s.removeprefix("visitor:"): s for s in sources}
+        with self.sessions() as session:
+            kept = set(
+                session.scalars(
+                    select(PredictionRecord.id).where(
+                        PredictionRecord.id.in_(list(ids)),
+                        PredictionRecord.storage_key.is_not(None),
+                    )
+                ).all()
+            )
+        return sorted(source for pid, source in ids.items() if pid not in kept)
+
+    def refuse_deleted_data(self, row: ModelVersion) -> None:
+        """A version trained on photos their owners deleted never serves again."""
+        deleted = self.deleted_sources(row)
+        if deleted:
+            raise InvalidInput(
+                f"{row.version} was trained on {len(deleted)} photo(s) their owners have"
+                " deleted since; it cannot serve. Retrain (lookalike retrain) and promote the"
+                " new version.",
+                code="model.trained_on_deleted_data",
+                status=409,
+                details={"version": row.version, "deleted_photos": len(deleted)},
+            )
 
     def _rollback_target(self, kind: str, current: str) -> str | None:
         changes = self.events(kind, limit=None, event_kinds=CHAMPION_CHANGES)

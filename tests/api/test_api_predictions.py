@@ -294,13 +294,14 @@ def test_consent_keeps_the_photo_until_deleted(
     assert objects(settings) == [f"consented/{second['id']}.jpg"]
     row = next(r for r in rows(client) if r.id == pid)
     assert row.storage_key is None and row.label == "s6"  # the answer itself is kept
+    assert (row.consent, row.deletion_token_hash, row.feedback) == (False, None, None)
     again = client.delete(f"/api/predictions/{pid}", params={"token": token})
-    assert again.status_code == 204
-    # The deletion token proves it is the visitor too.
+    assert_error(again, 404, "prediction.nothing_kept")
+    # The token died with the photo: it proves nothing any more.
     feedback = client.post(
         f"/api/predictions/{pid}/feedback", json={"feedback": "like", "token": token}
     )
-    assert feedback.json()["photo_kept"] is False
+    assert_error(feedback, 403, "feedback.bad_token")
 
 
 def test_failed_database_write_keeps_no_photo(

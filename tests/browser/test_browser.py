@@ -323,7 +323,8 @@ def test_consent_and_delete(page: Any, server: str, orl: Orl, trained: Settings)
     answer = response.json()
     token = answer["deletion_token"]
     assert token
-    expect(page.locator("#deletion-token")).to_have_text(token)
+    expect(page.locator("#deletion-token")).to_have_text(answer["deletion_code"])
+    assert answer["deletion_code"] == f"p.{answer['id']}.{token}"
     expect(page.locator("#delete-photo")).to_be_visible()
 
     row = db_prediction(trained, answer["id"])

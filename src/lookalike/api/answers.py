@@ -38,6 +38,12 @@ def face_crop_data_url(
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def deletion_code(kind: str, record_id: str, token: str | None) -> str | None:
+    """One code to paste into the /forget page: ``<kind>.<id>.<token>`` (``p``: a kept
+    prediction photo, ``c``: a contribution); tokens never contain a dot."""
+    return f"{kind}.{record_id}.{token}" if token else None
+
+
 def prediction_public(
     recorded: RecordedPrediction, gallery: GalleryIndex | None
 ) -> PredictionPublic:
@@ -75,5 +81,6 @@ def prediction_public(
         class_image_url=gallery.class_image_url(prediction.best_label) if gallery else None,
         consent=record.consent,
         deletion_token=recorded.deletion_token,
+        deletion_code=deletion_code("p", record.id, recorded.deletion_token),
         feedback_token=recorded.feedback_token,
     )

@@ -57,7 +57,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -70,6 +70,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lookalike import accounts
 from lookalike.api.errors import ApiError
 from lookalike.api.limits import RateLimiter, client_address
+from lookalike.api.routing import flat_routes
 from lookalike.api.state import app_state
 from lookalike.config import Settings
 
@@ -447,14 +448,6 @@ def login_retry_after(request: Request) -> int | None:
 # --- which routes are protected ---------------------------------------------------------------
 
 
-def _flat_routes(routes: Iterable[Any]) -> Iterator[Any]:
-    for route in routes:
-        if hasattr(route, "effective_route_contexts"):  # included routers (recent FastAPI)
-            yield from route.effective_route_contexts()
-        else:
-            yield route
-
-
 def _calls(dependant: Any) -> Iterator[Any]:
     for dep in getattr(dependant, "dependencies", ()):
         yield dep.call
@@ -465,7 +458,7 @@ def admin_routes(app: FastAPI) -> list[tuple[str, set[str]]]:
     """``(path, methods)`` of every route of ``app`` that depends on ``require_admin``
     (directly, through ``require_csrf`` or any other dependency)."""
     found = []
-    for route in _flat_routes(app.routes):
+    for route in flat_routes(app.routes):
         dependant = getattr(route, "dependant", None)
         if dependant is None:
             continue

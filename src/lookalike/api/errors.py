@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lookalike.api.routing import allowed_methods
 from lookalike.errors import LookalikeError
 
 log = logging.getLogger("lookalike.api")
@@ -128,11 +129,15 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     code = HTTP_CODES.get(status, f"http.{status}")
+    headers = dict(exc.headers or {})
     if status == 404:
         message = f"Nothing here: {request.method} {request.url.path} is not a known address."
     elif status == 405:
+        allowed = allowed_methods(request.app.routes, request.url.path)
+        if allowed:  # Starlette names only the first route of the path: name them all
+            headers["Allow"] = ", ".join(allowed)
         message = f"{request.method} is not allowed on {request.url.path}." + (
-            f" Allowed: {exc.headers['Allow']}." if exc.headers and "Allow" in exc.headers else ""
+            f" Allowed: {headers['Allow']}." if "Allow" in headers else ""
         )
     elif isinstance(exc.detail, str) and exc.detail:
         message = exc.detail
@@ -141,7 +146,7 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
             message = HTTPStatus(status).phrase
         except ValueError:
             message = "The request could not be answered."
-    return error_response(status, code, message, {}, headers=exc.headers)
+    return error_response(status, code, message, {}, headers=headers)
 
 
 # Raised while the database cannot be reached (down, restarting, out of connections, SQLite

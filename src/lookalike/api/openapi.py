@@ -47,6 +47,8 @@ EXTRA: dict[tuple[str, str], set[int]] = {
     ("POST", "/api/predictions/{prediction_id}/feedback"): {403},
     ("PUT", "/api/uploads/{key}"): {403, 409, 410, 415},
     ("POST", "/api/uploads"): {415},
+    ("POST", "/api/contributions"): {415},
+    ("DELETE", "/api/contributions/{contribution_id}"): {403},
     ("POST", "/api/models/{version}/promote"): {409},
     ("POST", "/api/models/rollback"): {404, 409},
 }

@@ -135,6 +135,9 @@ class PredictionPublic(BaseModel):
     deletion_token: str | None = Field(
         description="Only when consent was given and the photo kept; shown once"
     )
+    deletion_code: str | None = Field(
+        None, description="The same, as one code for the /forget page: p.<id>.<token>"
+    )
     feedback_token: str = Field(
         description="Send as 'token' with POST /api/predictions/{id}/feedback; shown once"
     )
@@ -303,3 +306,33 @@ class JobPublic(BaseModel):
         False, description="A retrain already queued or running answers this request too"
     )
     result: dict[str, Any] | None = None
+
+
+# --- contributions -------------------------------------------------------------------------
+
+
+class ContributionPublic(BaseModel):
+    """How joining the gallery is going."""
+
+    id: str
+    status: Literal["queued", "processing", "enrolled", "refused"]
+    progress: float = Field(description="0 to 1 while processing")
+    display_name: str
+    media: Literal["video", "photos"]
+    crops: int = Field(description="Face crops kept (enrolled)")
+    approved: bool = Field(description="Shown to other visitors (an admin may have to approve)")
+    reason_code: str | None = Field(description="Why it was refused (a machine code)")
+    reason: str | None = Field(description="Why it was refused, and how to do better")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContributionCreated(ContributionPublic):
+    status_url: str = Field(description="GET it to follow the processing")
+    deletion_token: str = Field(
+        description="Deletes every copy of you (DELETE /api/contributions/{id}?token=); shown"
+        " once, keep it"
+    )
+    deletion_code: str = Field(
+        description="The same, as one code to paste into the /forget page: c.<id>.<token>"
+    )

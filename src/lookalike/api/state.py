@@ -16,6 +16,7 @@ from lookalike.api.gallery import GalleryCache
 from lookalike.api.limits import RateLimiter
 from lookalike.api.metrics import Metrics
 from lookalike.config import Settings
+from lookalike.contributions import EnrolledGallery
 from lookalike.inference import Predictor
 from lookalike.names.service import NameGenerator
 from lookalike.quotes import QuoteOfTheDay
@@ -41,6 +42,7 @@ class AppState:
     gallery: GalleryCache  # reference photos of the current model
     names: NameGenerator  # loads its model on first use
     quote_of_the_day: QuoteOfTheDay
+    enrolled: EnrolledGallery  # contributors who joined since the model was trained
     _jobs: Jobs | None = field(default=None, repr=False)
     _jobs_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

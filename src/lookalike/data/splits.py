@@ -87,6 +87,30 @@ class SplitStore:
                 code="dataset.corrupt",
             ) from exc
 
+    def forget(self, hashes: set[str]) -> int:
+        """Drop deleted images' assignments (training-only images: a frozen test set never
+        loses one). Returns how many were dropped."""
+        with file_lock(self.lock_path):
+            splits = self.load()
+            tested = {h for v in splits.test_versions for h in v.added}
+            gone = (hashes & set(splits.assignments)) - tested
+            if not gone:
+                return 0
+            for h in gone:
+                del splits.assignments[h]
+            self._write(splits)
+            return len(gone)
+
+    def _write(self, splits: Splits) -> None:
+        atomic_write_json(
+            self.path,
+            {
+                "seed": splits.seed,
+                "assignments": dict(sorted(splits.assignments.items())),
+                "test_versions": [v.__dict__ for v in splits.test_versions],
+            },
+        )
+
     def update(self, catalog: Catalog) -> tuple[Splits, dict[str, int]]:
         """Assign every unassigned image of every large-enough class; freeze test additions.
 
@@ -135,12 +159,5 @@ class SplitStore:
                     TestVersion(splits.test_version + 1, now_iso(), sorted(new_test))
                 )
             if changed:
-                atomic_write_json(
-                    self.path,
-                    {
-                        "seed": splits.seed,
-                        "assignments": dict(sorted(splits.assignments.items())),
-                        "test_versions": [v.__dict__ for v in splits.test_versions],
-                    },
-                )
+                self._write(splits)
             return splits, too_few

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from lookalike.config import Settings
 from lookalike.data.cache import embedding_cache
 from lookalike.data.importers import FileProblem, SourceItem, import_items
+from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore
 from lookalike.db import PredictionRecord
 from lookalike.fsutil import file_lock
@@ -104,4 +105,5 @@ def forget_visitor_photo(settings: Settings, prediction_id: str) -> int:
     for record in gone:
         store.path_of(record).unlink(missing_ok=True)
         cache.delete(record.sha256)
+    SplitStore(settings).forget({r.sha256 for r in gone})  # not even its hash stays
     return len(gone)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -235,6 +236,41 @@ class Upload(Base):
 
     def __repr__(self) -> str:
         return f"Upload(key={self.key!r}, expires_at={self.expires_at!r})"
+
+
+CONTRIBUTION_STATUSES = ("queued", "processing", "enrolled", "refused")
+
+
+class Contribution(Base):
+    """A visitor joining the gallery from a short face video or a few photos, with consent.
+
+    The sources and the chosen face crops live in the object store (``contributions/<id>/``);
+    the crops' embeddings live here, so the contributor is matchable as soon as processing
+    ends. Deleting a contribution removes all of it (``lookalike.contributions``)."""
+
+    __tablename__ = "contributions"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'processing', 'enrolled', 'refused')", name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    display_name: Mapped[str] = mapped_column(String(64))
+    media: Mapped[str] = mapped_column(String(8))  # "video" or "photos"
+    sources: Mapped[list[str]] = mapped_column(JSON)  # object store keys
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    crops: Mapped[int] = mapped_column(Integer, default=0)
+    backbone_key: Mapped[str | None] = mapped_column(String(255))
+    embeddings: Mapped[bytes | None] = mapped_column(LargeBinary)  # float32, crops x dim
+    approved: Mapped[bool] = mapped_column(Boolean, default=True)
+    deletion_token_hash: Mapped[str] = mapped_column(String(64))
+
+    def __repr__(self) -> str:
+        return f"Contribution(id={self.id!r}, status={self.status!r})"
 
 
 class ModelVersion(Base):

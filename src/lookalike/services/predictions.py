@@ -24,11 +24,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.artifacts import load_model
 from lookalike.config import Settings
+from lookalike.contributions import EnrolledGallery
 from lookalike.data.visitors import PREFIX as VISITOR_PREFIX
 from lookalike.data.visitors import forget_visitor_photo
 from lookalike.db import PredictionRecord, Upload, utcnow
 from lookalike.errors import CannotJudge, LookalikeError, NotFound
-from lookalike.inference import Prediction, Predictor
+from lookalike.inference import AnswerKind, Prediction, Predictor
 from lookalike.registry import Registry
 from lookalike.services.uploads import object_key
 from lookalike.storage import ObjectStore
@@ -174,10 +175,12 @@ def answer_and_record(
     store: ObjectStore,
     photos: list[Photo],
     options: PredictOptions,
+    enrolled: EnrolledGallery | None = None,
 ) -> RecordedPrediction:
     """Answer ``photos`` (one look) and log the answer; with consent keep the photo the
-    answer came from. A photo that cannot be judged is logged as outcome ``no_face`` and
-    its ``CannotJudge`` raised for the visitor."""
+    answer came from. ``enrolled``: contributors who joined since the model was trained,
+    answered "this is X" when they pass its threshold. A photo that cannot be judged is
+    logged as outcome ``no_face`` and its ``CannotJudge`` raised for the visitor."""
     settings = predictor.settings
     started = time.perf_counter()
     try:
@@ -185,6 +188,8 @@ def answer_and_record(
     except CannotJudge:
         record_cannot_judge(predictor, sessions, options.client, started)
         raise
+    if enrolled is not None:
+        prediction = with_enrolled(prediction, enrolled)
     image = prediction.image
     assert image is not None  # the predictor keeps the frame it answered from
     record = new_record(prediction, options.client)
@@ -218,6 +223,20 @@ def answer_and_record(
         feedback_token=feedback_token(settings, record.id),
         deletion_token=token,
     )
+
+
+def with_enrolled(prediction: Prediction, enrolled: EnrolledGallery) -> Prediction:
+    """The answer, or "this is X" for an enrolled contributor who passes the model's
+    threshold and scores above the model's own best class."""
+    found = enrolled.match(prediction.vector, prediction.backbone_key)
+    if found is None:
+        return prediction
+    name, score = found
+    if score < prediction.threshold or (
+        prediction.kind == AnswerKind.SAME_PERSON and score <= prediction.match_score
+    ):
+        return prediction
+    return prediction.as_enrolled(name, score)
 
 
 def new_record(prediction: Prediction, client: Client) -> PredictionRecord:
@@ -347,12 +366,19 @@ def delete_kept_photo(
     prediction_id: str,
     token: str | None,
 ) -> bool:
-    """Delete a kept photo with its deletion token. If it was gathered into the training
-    set it leaves it (and the embedding cache) too. Returns whether the champion was trained
+    """Delete a kept photo with its deletion token, and what came with it (the token's hash,
+    the feedback, the consent). If it was gathered into the training set it leaves it (the
+    dataset, the embedding cache, the splits) too. Returns whether the champion was trained
     on it: the caller then queues a retrain, so that it is replaced soon, not at the next
     schedule."""
     with session.begin():
         row = get_record(session, prediction_id)
+        if row.deletion_token_hash is None and row.storage_key is None:
+            raise NotFound(
+                "Nothing is kept for this prediction: no photo and no token (it was deleted,"
+                " or no photo was kept).",
+                code="prediction.nothing_kept",
+            )
         if (
             not token
             or len(token) > MAX_TOKEN_LENGTH
@@ -367,7 +393,11 @@ def delete_kept_photo(
             )
         if row.storage_key is not None:
             store.delete(row.storage_key)
-            row.storage_key = None
+        # Nothing that came with the photo stays: the token's hash, the feedback (it
+        # labelled the photo for training), the consent.
+        row.storage_key = row.deletion_token_hash = None
+        row.feedback = row.feedback_label = row.feedback_at = None
+        row.consent = False
     forgotten = forget_visitor_photo(registry.settings, prediction_id)
     return bool(forgotten) and _champion_trained_on(registry, VISITOR_PREFIX + prediction_id)
 

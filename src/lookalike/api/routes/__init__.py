@@ -4,6 +4,7 @@ from lookalike.api.routes import (
     admin,
     analytics,
     classes,
+    contributions,
     health,
     images,
     login,
@@ -19,6 +20,7 @@ from lookalike.api.routes import (
 ROUTERS = [
     predictions.router,
     uploads.router,
+    contributions.router,
     classes.router,
     models.router,
     images.router,

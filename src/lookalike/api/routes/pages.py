@@ -62,3 +62,31 @@ def index(request: Request, state: StateDep) -> HTMLResponse:
             "max_image_bytes": settings.max_image_bytes,
         },
     )
+
+
+@router.get("/join", response_class=HTMLResponse, include_in_schema=False)
+def join_page(request: Request, state: StateDep) -> HTMLResponse:
+    """Join the gallery: a short webcam video or a few photos, with consent."""
+    settings = state.settings
+    return public_page(
+        state,
+        request,
+        "join.html",
+        {
+            "min_photos": settings.contribution_min_photos,
+            "max_photos": settings.contribution_max_photos,
+            "max_crops": settings.contribution_max_crops,
+            "max_image_bytes": settings.max_image_bytes,
+            "video_max_bytes": settings.video_max_bytes,
+            "max_request_bytes": settings.max_request_bytes,
+            "video_min_seconds": settings.video_min_seconds,
+            "video_max_seconds": settings.video_max_seconds,
+            "need_approval": settings.contributions_need_approval,
+        },
+    )
+
+
+@router.get("/forget", response_class=HTMLResponse, include_in_schema=False)
+def forget_page(request: Request, state: StateDep) -> HTMLResponse:
+    """Delete a contribution or a kept photo with its deletion code."""
+    return public_page(state, request, "forget.html", {})

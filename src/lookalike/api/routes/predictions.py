@@ -36,7 +36,7 @@ def _answer(state: AppState, photos: list[Photo], options: PredictOptions) -> Pr
     started = time.perf_counter()
     try:
         recorded = predictions.answer_and_record(
-            state.predictor, state.sessions, state.store, photos, options
+            state.predictor, state.sessions, state.store, photos, options, state.enrolled
         )
     except LookalikeError as exc:
         state.metrics.refusals.labels(exc.code).inc()

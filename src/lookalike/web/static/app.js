@@ -828,7 +828,7 @@
     if (data.deletion_token && data.id) {
       el.deletionTitle.textContent = "Your photo was kept";
       el.predictionId.textContent = data.id;
-      el.deletionToken.textContent = data.deletion_token;
+      el.deletionToken.textContent = data.deletion_code; // p.<id>.<token>: what /forget takes
       el.deletePhoto.disabled = false;
       show(el.deletionHelp, true);
       show(el.deletionTokenLine, true);

@@ -1,0 +1,175 @@
+"""Joining the gallery, as the web service asks it: take a contribution (only with consent),
+say how it is going, delete every copy with its token. The processing itself is
+``lookalike.contributions.process``, run by the job queue."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from lookalike.config import Settings
+from lookalike.contributions import delete_contribution, object_prefix
+from lookalike.db import Contribution, utcnow
+from lookalike.errors import InvalidInput, LookalikeError, NotFound
+from lookalike.services.predictions import MAX_TOKEN_LENGTH, Photo, token_hash
+from lookalike.storage import ObjectStore
+from lookalike.vision.video import InvalidVideo
+
+Media = Literal["video", "photos"]
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class NewContribution:
+    row: Contribution
+    deletion_token: str  # shown once; only its SHA-256 is kept
+
+
+def clean_display_name(value: str | None) -> str:
+    """The name shown to others: 1-64 printable characters, spaces folded."""
+    text = " ".join((value or "").split())
+    if not text or len(text) > 64:
+        raise InvalidInput(
+            f"A display name of 1 to 64 characters is needed; got {len(text)} characters.",
+            code="contribution.display_name",
+            status=422,
+            details={"length": len(text), "max_length": 64},
+        )
+    if any(unicodedata.category(c).startswith("C") for c in text):
+        raise InvalidInput(
+            "The display name may not contain control characters.",
+            code="contribution.display_name",
+            status=422,
+        )
+    return text
+
+
+def _video_extension(data: bytes) -> str:
+    """``mp4`` (also MOV) or ``webm`` from the container's first bytes; the decoder checks
+    the rest."""
+    if data[4:8] == b"ftyp":
+        return "mp4"
+    if data[:4] == b"\x1aE\xdf\xa3":
+        return "webm"
+    raise InvalidVideo(
+        "Expected a video (MP4, WebM or MOV); the file is not one. Record again, or upload"
+        " the video file itself.",
+        code="video.unreadable",
+    )
+
+
+def create_contribution(
+    sessions: sessionmaker[Session],
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    display_name: str | None,
+    consent: bool,
+    video: Photo | None,
+    photos: list[Photo],
+) -> NewContribution:
+    """Store a contribution's video (or photos) and queue it. Nothing is stored without
+    ``consent``; the caller queues ``lookalike.contributions.process`` for the row."""
+    if not consent:
+        raise InvalidInput(
+            "Joining the gallery needs your consent: tick the box that says what is kept,"
+            " for how long, and how to delete it.",
+            code="contribution.consent_required",
+            status=422,
+        )
+    name = clean_display_name(display_name)
+    if (video is None) == (not photos):
+        raise InvalidInput(
+            "Send either one video (field 'video') or photos (field 'photo'), not both and"
+            " not neither.",
+            code="contribution.media",
+            status=422,
+        )
+    contribution_id = uuid.uuid4().hex
+    prefix = object_prefix(contribution_id)
+    media: Media
+    if video is not None:
+        if len(video.data) > settings.video_max_bytes:
+            raise LookalikeError(
+                f"The video is {len(video.data)} bytes; at most {settings.video_max_bytes}"
+                " are accepted. Record a shorter video (a few seconds: up to 10).",
+                code="video.too_large",
+                status=413,
+                details={"size": len(video.data), "max_bytes": settings.video_max_bytes},
+            )
+        items = [(f"{prefix}source.{_video_extension(video.data)}", video.data)]
+        media = "video"
+    else:
+        low, high = settings.contribution_min_photos, settings.contribution_max_photos
+        if not low <= len(photos) <= high:
+            raise InvalidInput(
+                f"Send {low} to {high} photos of your face; got {len(photos)}.",
+                code="contribution.photo_count",
+                status=422,
+                details={"photos": len(photos), "min": low, "max": high},
+            )
+        items = [(f"{prefix}photo-{i:02d}", p.data) for i, p in enumerate(photos)]
+        media = "photos"
+    token = secrets.token_urlsafe(24)
+    row = Contribution(
+        id=contribution_id,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+        display_name=name,
+        media=media,
+        sources=[key for key, _ in items],
+        status="queued",
+        progress=0.0,
+        crops=0,
+        approved=not settings.contributions_need_approval,
+        deletion_token_hash=token_hash(token),
+    )
+    try:
+        for key, data in items:
+            store.put(key, data, "application/octet-stream")
+        with sessions() as session, session.begin():
+            session.add(row)
+    except BaseException:  # no half-written contribution: the files go with the row
+        for key, _ in items:
+            store.delete(key)
+        raise
+    return NewContribution(row, token)
+
+
+def get_contribution(session: Session, contribution_id: str) -> Contribution:
+    row = session.get(Contribution, contribution_id) if _ID.fullmatch(contribution_id) else None
+    if row is None:
+        raise NotFound(
+            "No contribution with that id (it may have been deleted).",
+            code="contribution.not_found",
+            details={"id": contribution_id[:64]},
+        )
+    return row
+
+
+def delete_with_token(
+    sessions: sessionmaker[Session], store: ObjectStore, contribution_id: str, token: str | None
+) -> int:
+    """Delete every copy of a contribution, given its deletion token; returns the number of
+    stored files removed."""
+    with sessions() as session, session.begin():
+        row = get_contribution(session, contribution_id)
+        if (
+            not token
+            or len(token) > MAX_TOKEN_LENGTH
+            or not hmac.compare_digest(token_hash(token), row.deletion_token_hash)
+        ):
+            raise LookalikeError(
+                "That deletion token does not match this contribution. Use the token shown"
+                " when you joined (query ?token= or header X-Deletion-Token).",
+                code="contribution.bad_token",
+                status=403,
+            )
+        return delete_contribution(session, store, row)

@@ -1,0 +1,197 @@
+"""Joining the gallery over HTTP: a contribution of photos is processed by the job queue
+(immediate here), the contributor is then answered "this is X" at once, without a retrain,
+and deleting it with its token removes every copy. Refusals say why.
+
+The model knows ORL people s1-s6; the contributors are s7 and s8, whom it has never seen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huey import MemoryHuey
+from sqlalchemy import select
+from support.api import TestClient, assert_error, objects
+
+from lookalike.api.state import app_state
+from lookalike.config import Settings
+from lookalike.db import Contribution
+from lookalike.jobs import Jobs
+
+Orl = dict[str, list[Path]]
+
+
+@pytest.fixture
+def client(client: TestClient, settings: Settings) -> TestClient:
+    """The app with a job queue that runs each job as it is queued."""
+    app_state(client.app)._jobs = Jobs(settings, MemoryHuey("test", immediate=True))
+    return client
+
+
+def photo_files(paths: list[Path]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("photo", (p.name, p.read_bytes(), "image/x-portable-graymap")) for p in paths]
+
+
+def join(client: TestClient, paths: list[Path], name: str = "Ada", **form: Any) -> Any:
+    data = {"display_name": name, "consent": "true", **form}
+    return client.post("/api/contributions", data=data, files=photo_files(paths))
+
+
+def predict(client: TestClient, path: Path) -> dict[str, Any]:
+    r = client.post("/api/predictions", files={"photo": (path.name, path.read_bytes())})
+    assert r.status_code == 201, r.text
+    answer: dict[str, Any] = r.json()["answer"]
+    return answer
+
+
+def test_photos_enrol_at_once_and_deletion_removes_every_copy(
+    client: TestClient, settings: Settings, orl: Orl
+) -> None:
+    before = predict(client, orl["s7"][9])  # a stranger to the model: lookalikes only
+    assert before["kind"] == "lookalike" and "Ada" not in before["names"]
+
+    r = join(client, orl["s7"][:8])
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "enrolled" and body["progress"] == 1.0, body
+    assert settings.contribution_min_crops <= body["crops"] <= 8
+    assert body["status_url"] == f"/api/contributions/{body['id']}" and body["deletion_token"]
+    status = client.get(body["status_url"]).json()
+    assert (status["status"], status["display_name"], status["approved"]) == (
+        "enrolled",
+        "Ada",
+        True,
+    )
+    assert "deletion_token" not in status
+    kept = [o for o in objects(settings) if o.startswith(f"contributions/{body['id']}/")]
+    assert len([o for o in kept if "/face-" in o]) == body["crops"]
+    assert not [o for o in kept if "/photo-" in o]  # the sources go once processed
+
+    after = predict(client, orl["s7"][9])  # a held-out photo of the contributor
+    assert (after["kind"], after["names"]) == ("same_person", ["Ada"])
+    assert after["message"] == "This is Ada."
+    other = predict(client, orl["s2"][9])  # people of the model are still themselves
+    assert (other["kind"], other["names"]) == ("same_person", ["s2"])
+
+    wrong = client.delete(body["status_url"], params={"token": "not-it"})
+    assert_error(wrong, 403, "contribution.bad_token")
+    gone = client.delete(body["status_url"], headers={"X-Deletion-Token": body["deletion_token"]})
+    assert gone.status_code == 204, gone.text
+    assert not [o for o in objects(settings) if o.startswith("contributions/")]
+    with app_state(client.app).sessions() as session:
+        assert session.scalars(select(Contribution)).all() == []
+    assert_error(client.get(body["status_url"]), 404, "contribution.not_found")
+    forgotten = predict(client, orl["s7"][9])
+    assert forgotten["kind"] == "lookalike" and "Ada" not in forgotten["names"]
+
+
+def test_the_same_face_under_another_name_waits_for_an_admin(client: TestClient, orl: Orl) -> None:
+    first = join(client, orl["s7"][:6], name="Ada").json()
+    assert (first["status"], first["approved"]) == ("enrolled", True)
+    second = join(client, orl["s7"][2:9], name="Bob").json()
+    assert (second["status"], second["approved"]) == ("enrolled", False)
+    assert second["reason_code"] == "contribution.review"
+    assert predict(client, orl["s7"][9])["names"] == ["Ada"]  # Bob is not matched meanwhile
+    again = join(client, orl["s7"][3:9], name="Ada").json()  # the same name: no review
+    assert (again["status"], again["approved"]) == ("enrolled", True)
+
+
+def test_nothing_is_stored_without_consent(
+    client: TestClient, settings: Settings, orl: Orl
+) -> None:
+    r = join(client, orl["s7"][:5], consent="false")
+    assert_error(r, 422, "contribution.consent_required")
+    r = client.post(
+        "/api/contributions", data={"display_name": "Ada"}, files=photo_files(orl["s7"][:5])
+    )
+    assert_error(r, 422, "contribution.consent_required")
+    assert not [o for o in objects(settings) if o.startswith("contributions/")]
+    with app_state(client.app).sessions() as session:
+        assert session.scalars(select(Contribution)).all() == []
+
+
+def test_two_people_are_refused_and_nothing_of_them_is_kept(
+    client: TestClient, settings: Settings, orl: Orl
+) -> None:
+    r = join(client, orl["s7"][:4] + orl["s8"][:4], name="Two")
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert (body["status"], body["reason_code"]) == ("refused", "contribution.several_people")
+    assert "more than one person" in body["reason"]
+    assert not [o for o in objects(settings) if o.startswith("contributions/")]
+    answer = predict(client, orl["s7"][9])
+    assert "Two" not in answer["names"]
+
+
+def test_photos_without_a_face_are_refused_with_the_reason(
+    client: TestClient, settings: Settings, nonfaces: dict[str, Any]
+) -> None:
+    import io
+
+    from PIL import Image
+
+    files = []
+    for name in ("coffee", "chelsea", "rocket"):
+        buf = io.BytesIO()
+        Image.fromarray(nonfaces[name]).save(buf, "JPEG")
+        files.append(("photo", (f"{name}.jpg", buf.getvalue(), "image/jpeg")))
+    r = client.post(
+        "/api/contributions", data={"display_name": "Cat", "consent": "true"}, files=files
+    )
+    body = r.json()
+    assert (body["status"], body["reason_code"]) == ("refused", "contribution.too_few_faces")
+    assert body["reason"].startswith("Only 0 usable photos")
+    assert "keep your face in the frame" in body["reason"]
+
+
+@pytest.mark.parametrize(
+    ("form", "files", "status", "code"),
+    [
+        ({"display_name": "", "consent": "true"}, 5, 422, "contribution.display_name"),
+        ({"display_name": "x" * 65, "consent": "true"}, 5, 422, "contribution.display_name"),
+        ({"display_name": "Ada", "consent": "true"}, 2, 422, "contribution.photo_count"),
+        # no file at all: a plain form, not multipart
+        ({"display_name": "Ada", "consent": "true"}, 0, 415, "request.unsupported_media_type"),
+        ({"display_name": "Ada", "consent": "maybe"}, 5, 422, "request.invalid"),
+    ],
+)
+def test_bad_contributions_are_refused_clearly(
+    client: TestClient,
+    settings: Settings,
+    orl: Orl,
+    form: dict[str, str],
+    files: int,
+    status: int,
+    code: str,
+) -> None:
+    r = client.post("/api/contributions", data=form, files=photo_files(orl["s9"][:files]) or None)
+    assert_error(r, status, code)
+    assert not [o for o in objects(settings) if o.startswith("contributions/")]
+
+
+def test_a_wrong_method_names_every_allowed_one(client: TestClient) -> None:
+    r = client.request("OPTIONS", f"/api/contributions/{'0' * 32}")
+    assert_error(r, 405, "http.method_not_allowed")
+    assert r.headers["allow"] == "DELETE, GET"
+
+
+def test_a_video_and_photos_together_are_refused(
+    client: TestClient, settings: Settings, orl: Orl
+) -> None:
+    files = [*photo_files(orl["s9"][:3]), ("video", ("v.mp4", b"\0\0\0\x18ftypmp42", "video/mp4"))]
+    r = client.post(
+        "/api/contributions", data={"display_name": "Ada", "consent": "true"}, files=files
+    )
+    assert_error(r, 422, "contribution.media")
+
+
+def test_a_video_that_is_not_one_is_refused(client: TestClient, settings: Settings) -> None:
+    r = client.post(
+        "/api/contributions",
+        data={"display_name": "Ada", "consent": "true"},
+        files={"video": ("notes.mp4", b"these are my notes, not a video\n" * 10, "video/mp4")},
+    )
+    assert_error(r, 422, "video.unreadable")
+    assert not [o for o in objects(settings) if o.startswith("contributions/")]
