@@ -349,6 +349,18 @@ class Settings(BaseSettings):
         " less similar (cosine) than this are two people: it is refused.",
     )
 
+    contributions_per_hour: int = Field(
+        10,
+        ge=0,
+        description="Contributions (joining the gallery) per client address and hour (0: no"
+        " limit beyond rate_limit_per_minute).",
+    )
+    retention_days: int = Field(
+        365,
+        ge=0,
+        description="Contributions and photos kept with consent are deleted this many days"
+        " after they arrived (a daily job; 0: kept until their owners delete them).",
+    )
     contributions_need_approval: bool = Field(
         False,
         description="New contributors are matched and shown to other visitors only once an"

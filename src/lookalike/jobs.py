@@ -1,5 +1,6 @@
 """Background jobs with huey: retraining on a schedule, when enough new images arrived, and
-on demand.
+on demand; processing a contribution (joining the gallery); the daily retention sweep
+(contributions and kept photos older than ``retention_days``).
 
 The queue is a SQLite file in the data dir by default (``jobs.sqlite3``), Redis when
 ``jobs_redis_url`` is set. ``lookalike worker`` runs the consumer; ``lookalike serve`` runs
@@ -111,6 +112,19 @@ def run_contribution(settings: Settings, contribution_id: str) -> str:
         engine.dispose()
 
 
+def run_retention(settings: Settings) -> dict[str, int]:
+    """Delete what outlived ``retention_days`` (``lookalike.retention.expire``)."""
+    from lookalike.db import make_engine
+    from lookalike.retention import expire
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        expired = expire(settings, engine)
+    finally:
+        engine.dispose()
+    return {"contributions": expired.contributions, "photos": expired.photos}
+
+
 class Jobs:
     """The queue and its tasks for one ``Settings``."""
 
@@ -130,6 +144,10 @@ class Jobs:
         def new_images_check() -> dict[str, Any] | None:
             return maybe_retrain_for_new_images(settings)
 
+        @self.huey.periodic_task(crontab(minute="30", hour="4"), name="retention")
+        def retention() -> dict[str, int]:
+            return run_retention(settings)
+
         @self.huey.task(name="contribution")
         def contribution_task(contribution_id: str) -> str:
             return run_contribution(settings, contribution_id)
@@ -138,6 +156,7 @@ class Jobs:
         self.scheduled_retrain = scheduled_retrain
         self.new_images_check = new_images_check
         self.contribution_task = contribution_task
+        self.retention = retention
 
     def enqueue_contribution(self, contribution_id: str) -> str:
         """Queue the processing of a stored contribution; returns the job id."""

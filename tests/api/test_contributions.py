@@ -97,6 +97,25 @@ def test_the_same_face_under_another_name_waits_for_an_admin(client: TestClient,
     again = join(client, orl["s7"][3:9], name="Ada").json()  # the same name: no review
     assert (again["status"], again["approved"]) == ("enrolled", True)
 
+    # An admin sees Bob first in the review list and decides.
+    from lookalike import accounts
+
+    with app_state(client.app).sessions() as session, session.begin():
+        _, token = accounts.create_token(session, "reviewer")
+    auth = {"Authorization": f"Bearer {token}"}
+    assert_error(client.get("/api/admin/contributions"), 401, "auth.required")
+    held = client.get("/api/admin/contributions", params={"held": "true"}, headers=auth).json()
+    assert [c["id"] for c in held["data"]] == [second["id"]]
+    listed = client.get("/api/admin/contributions", headers=auth).json()
+    assert listed["count"] == 3 and listed["data"][0]["id"] == second["id"]
+    ok = client.post(f"/api/admin/contributions/{second['id']}/approve", headers=auth)
+    assert ok.status_code == 200 and ok.json()["approved"] is True, ok.text
+    removed = client.delete(f"/api/admin/contributions/{first['id']}", headers=auth)
+    assert removed.status_code == 204
+    gone = client.delete(f"/api/admin/contributions/{again['id']}", headers=auth)
+    assert gone.status_code == 204
+    assert predict(client, orl["s7"][9])["names"] == ["Bob"]  # approved: now matched
+
 
 def test_nothing_is_stored_without_consent(
     client: TestClient, settings: Settings, orl: Orl
@@ -195,3 +214,49 @@ def test_a_video_that_is_not_one_is_refused(client: TestClient, settings: Settin
     )
     assert_error(r, 422, "video.unreadable")
     assert not [o for o in objects(settings) if o.startswith("contributions/")]
+
+
+def test_the_retention_period_deletes_contributions_and_kept_photos(
+    client: TestClient, settings: Settings, orl: Orl
+) -> None:
+    from datetime import timedelta
+
+    from lookalike.db import PredictionRecord, utcnow
+    from lookalike.retention import expire
+
+    joined = join(client, orl["s7"][:6]).json()
+    kept = client.post(
+        "/api/predictions",
+        files={"photo": ("me.pgm", orl["s2"][9].read_bytes())},
+        data={"consent": "true"},
+    ).json()
+    state = app_state(client.app)
+    never = settings.model_copy(update={"retention_days": 0})
+    assert expire(never, state.engine) == expire(settings, state.engine)  # nothing is old yet
+    assert expire(settings, state.engine).photos == 0
+    with state.sessions() as session, session.begin():  # a year and a day later
+        long_ago = utcnow() - timedelta(days=settings.retention_days + 1)
+        session.get(Contribution, joined["id"]).created_at = long_ago  # type: ignore[union-attr]
+        session.get(PredictionRecord, kept["id"]).created_at = long_ago  # type: ignore[union-attr]
+    expired = expire(settings, state.engine)
+    assert (expired.contributions, expired.photos) == (1, 1)
+    assert not [o for o in objects(settings) if o.startswith(("contributions/", "consented/"))]
+    with state.sessions() as session:
+        assert session.get(Contribution, joined["id"]) is None
+        row = session.get(PredictionRecord, kept["id"])
+        assert row is not None and row.best_label == "s2"  # the answer stays
+        assert (row.storage_key, row.deletion_token_hash, row.consent) == (None, None, False)
+    assert predict(client, orl["s7"][9])["names"] != ["Ada"]
+
+
+def test_contributions_are_limited_per_client_and_hour(settings: Settings, orl: Orl) -> None:
+    from support.api import client_for
+
+    limited = settings.model_copy(update={"contributions_per_hour": 1})
+    with client_for(limited) as client:
+        app_state(client.app)._jobs = Jobs(limited, MemoryHuey("test", immediate=True))
+        assert join(client, orl["s7"][:5]).status_code == 202
+        again = join(client, orl["s8"][:5], name="Bob")
+        details = assert_error(again, 429, "rate_limited")
+        assert details["limit_per_hour"] == 1 and int(again.headers["retry-after"]) > 3000
+        assert "an hour" in again.json()["error"]["message"]

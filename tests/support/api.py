@@ -68,6 +68,7 @@ def api_settings(home: Path, database_url: str, **overrides: Any) -> Settings:
         "database_url": database_url,
         "secret_key": SECRET,
         "rate_limit_per_minute": 0,
+        "contributions_per_hour": 0,
     }
     values.update(overrides)
     settings = Settings(**values)

@@ -111,6 +111,7 @@ def build_home(root: Path, orl: dict[str, list[Path]]) -> tuple[Settings, TrainR
         home=root / "home",
         backbone="face",
         rate_limit_per_minute=0,  # a test run fires many requests from one client
+        contributions_per_hour=0,
         secret_key="browser-test-secret-0123456789abcdef",
     )
     import_images(source, settings)

@@ -147,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=Metrics(),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute),
         login_limiter=RateLimiter(settings.login_attempts_per_minute),
+        contribution_limiter=RateLimiter(settings.contributions_per_hour, window=3600),
         gallery=GalleryCache(),
         names=NameGenerator(settings, registry),  # loads its model on first use
         quote_of_the_day=QuoteOfTheDay(settings, sessions),

@@ -75,3 +75,20 @@ async def rate_limit(request: Request, state: StateDep) -> None:
             details={"limit_per_minute": limiter.per_minute, "retry_after": seconds},
             headers={"Retry-After": str(seconds)},
         )
+
+
+async def contribution_limit(request: Request, state: StateDep) -> None:
+    """Dependency for ``POST /api/contributions``: each one is a video to process, so a
+    client gets ``contributions_per_hour`` of them, on top of the general limit."""
+    limiter = state.contribution_limiter
+    retry_after = limiter.hit(client_address(request))
+    if retry_after is not None:
+        minutes = max(1, math.ceil(retry_after / 60))
+        raise ApiError(
+            f"Too many contributions from this address: at most {limiter.per_minute} an hour."
+            f" Try again in {minutes} min.",
+            code="rate_limited",
+            status=429,
+            details={"limit_per_hour": limiter.per_minute, "retry_after": math.ceil(retry_after)},
+            headers={"Retry-After": str(math.ceil(retry_after))},
+        )

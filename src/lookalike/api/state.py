@@ -39,6 +39,7 @@ class AppState:
     metrics: Metrics  # a Prometheus registry of this app's own
     rate_limiter: RateLimiter  # public endpoints, per client
     login_limiter: RateLimiter  # sign-in attempts, per client
+    contribution_limiter: RateLimiter  # contributions per client and hour
     gallery: GalleryCache  # reference photos of the current model
     names: NameGenerator  # loads its model on first use
     quote_of_the_day: QuoteOfTheDay

@@ -31,6 +31,7 @@ from lookalike.db import PredictionRecord, Upload, utcnow
 from lookalike.errors import CannotJudge, LookalikeError, NotFound
 from lookalike.inference import AnswerKind, Prediction, Predictor
 from lookalike.registry import Registry
+from lookalike.retention import erase_kept_photo
 from lookalike.services.uploads import object_key
 from lookalike.storage import ObjectStore
 from lookalike.vision.images import DecodedImage
@@ -391,13 +392,7 @@ def delete_kept_photo(
                 code="prediction.bad_token",
                 status=403,
             )
-        if row.storage_key is not None:
-            store.delete(row.storage_key)
-        # Nothing that came with the photo stays: the token's hash, the feedback (it
-        # labelled the photo for training), the consent.
-        row.storage_key = row.deletion_token_hash = None
-        row.feedback = row.feedback_label = row.feedback_at = None
-        row.consent = False
+        erase_kept_photo(store, row)
     forgotten = forget_visitor_photo(registry.settings, prediction_id)
     return bool(forgotten) and _champion_trained_on(registry, VISITOR_PREFIX + prediction_id)
 

