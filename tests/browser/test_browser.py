@@ -19,7 +19,6 @@ from support.browser import (
     HELD_OUT,
     PEOPLE,
     PostBodies,
-    checked_page,
     chromium_args,
     form_fields,
     get_json,
@@ -29,6 +28,7 @@ from support.browser import (
     upload,
     wait_images_loaded,
 )
+from support.browser import phone_page as phone_context
 from support.media import video_to_y4m
 
 from lookalike.config import Settings
@@ -64,14 +64,7 @@ def page_options() -> dict[str, Any]:
 
 @pytest.fixture
 def phone_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from checked_page(
-        browser,
-        request.node.name,
-        permissions=["camera"],
-        viewport={"width": 375, "height": 700},
-        is_mobile=True,
-        has_touch=True,
-    )
+    yield from phone_context(browser, request.node.name, permissions=["camera"])
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from support.browser import (
     ARTIFACTS,
     HELD_OUT,
     PEOPLE,
+    PHONE,
     PostBodies,
-    checked_page,
     form_fields,
     is_prediction_post,
     photo,
@@ -34,12 +34,12 @@ from support.browser import (
     upload,
     wait_images_loaded,
 )
+from support.browser import phone_page as phone_context
 from support.media import two_face_image
 
 pytestmark = pytest.mark.browser
 
 Orl = dict[str, list[Path]]
-PHONE = {"width": 375, "height": 667}
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -52,15 +52,7 @@ def page_options() -> dict[str, Any]:
 
 @pytest.fixture
 def phone_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from checked_page(
-        browser,
-        request.node.name,
-        csp_errors=True,
-        viewport=PHONE,
-        device_scale_factor=2,
-        is_mobile=True,
-        has_touch=True,
-    )
+    yield from phone_context(browser, request.node.name)
 
 
 # --- helpers ----------------------------------------------------------------------------------

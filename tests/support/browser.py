@@ -75,6 +75,15 @@ def launched_chromium(args: list[str] | None = None) -> Iterator[Any]:
             browser.close()
 
 
+PHONE = {"width": 375, "height": 667}
+
+
+def phone_page(browser: Any, test_name: str, **context_options: Any) -> Iterator[Any]:
+    """``checked_page`` as a phone shows it (375 x 667, touch, 2x pixels, CSP checked)."""
+    options = {"viewport": PHONE, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+    yield from checked_page(browser, test_name, csp_errors=True, **{**options, **context_options})
+
+
 def checked_page(
     browser: Any, test_name: str, *, csp_errors: bool = False, **context_options: Any
 ) -> Iterator[Any]:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from support.browser import (
-    checked_page,
     chromium_args,
     launched_chromium,
     running_server,
 )
+from support.browser import phone_page as phone_context
 from support.media import video_to_y4m
 
 from lookalike.config import Settings
@@ -68,12 +68,4 @@ def page_options() -> dict[str, Any]:
 
 @pytest.fixture
 def phone_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from checked_page(
-        browser,
-        request.node.name,
-        csp_errors=True,
-        permissions=["camera"],
-        viewport={"width": 375, "height": 700},
-        is_mobile=True,
-        has_touch=True,
-    )
+    yield from phone_context(browser, request.node.name, permissions=["camera"])
