@@ -167,9 +167,10 @@ def delete_with_token(
             or not hmac.compare_digest(token_hash(token), row.deletion_token_hash)
         ):
             raise LookalikeError(
-                "That deletion token does not match this contribution. Use the token shown"
-                " when you joined (query ?token= or header X-Deletion-Token).",
+                "That deletion code does not match this contribution: copy the whole code"
+                " you were shown when you joined.",
                 code="contribution.bad_token",
                 status=403,
+                details={"send": "the token as ?token= or the X-Deletion-Token header"},
             )
         return delete_contribution(session, store, row)

@@ -387,10 +387,11 @@ def delete_kept_photo(
             or not hmac.compare_digest(token_hash(token), row.deletion_token_hash)
         ):
             raise LookalikeError(
-                "That deletion token does not match this prediction. Use the token shown"
-                " when the photo was kept (query ?token= or header X-Deletion-Token).",
+                "That deletion code does not match this photo: copy the whole code you were"
+                " shown when the photo was kept.",
                 code="prediction.bad_token",
                 status=403,
+                details={"send": "the token as ?token= or the X-Deletion-Token header"},
             )
         erase_kept_photo(store, row)
     forgotten = forget_visitor_photo(registry.settings, prediction_id)
