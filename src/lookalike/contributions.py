@@ -389,8 +389,10 @@ def delete_contribution(session: Session, store: ObjectStore, row: Contribution)
     """Every copy of a contribution: its sources and crops in the object store, then its
     row (with the embeddings). Returns the number of objects removed."""
     removed = 0
-    for key in list(store.iter_keys(object_prefix(row.id))):
+    prefix = object_prefix(row.id)
+    for key in list(store.iter_keys(prefix)):
         removed += store.delete(key)
+    store.remove_empty(prefix)  # not even the folder named after it stays
     session.delete(row)
     return removed
 

@@ -135,6 +135,17 @@ class ObjectStore:
             return False
         return True
 
+    def remove_empty(self, prefix: str) -> None:
+        """Remove the directory a ``prefix`` such as ``contributions/<id>/`` names once it is
+        empty (local storage; object stores have no directories). Only for prefixes nothing
+        writes to any more: a concurrent ``put`` under it would lose its directory."""
+        _validate_prefix(prefix)
+        directory = prefix.rstrip("/")
+        if not self._local or not directory:
+            return
+        with contextlib.suppress(OSError):  # not empty, or already gone
+            self.fs.rmdir(f"{self.root}/{directory}")
+
     def mtime(self, key: str) -> datetime:
         """When ``key`` was last written (timezone-aware UTC); ``NotFound`` when missing."""
         path = self.path(key)

@@ -80,6 +80,7 @@ def test_photos_enrol_at_once_and_deletion_removes_every_copy(
     gone = client.delete(body["status_url"], headers={"X-Deletion-Token": body["deletion_token"]})
     assert gone.status_code == 204, gone.text
     assert not [o for o in objects(settings) if o.startswith("contributions/")]
+    assert not (settings.data_dir.objects / "contributions" / body["id"]).exists()
     with app_state(client.app).sessions() as session:
         assert session.scalars(select(Contribution)).all() == []
     assert_error(client.get(body["status_url"]), 404, "contribution.not_found")

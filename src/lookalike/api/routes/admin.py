@@ -4,6 +4,8 @@
   exports); ``web/static/admin_dashboard.js``.
 * ``GET /admin/models`` — the model registry: table, timeline, gate decisions, retrain /
   promote / roll back (``web/static/admin_models.js`` over ``/api/models``).
+* ``GET /admin/contributions`` — contributions to review: approve a held one, delete one
+  (``web/static/admin_contributions.js`` over ``/api/admin/contributions``).
 * ``GET /admin/assets/plotly.min.js`` — plotly.js as shipped inside the ``plotly`` package
   (never a CDN: the service works offline); cached for a year under its digest (``?v=``).
 * ``GET /api/admin/me`` — who the request is authenticated as.
@@ -130,3 +132,8 @@ def me(admin: AdminDep) -> AdminPublic:
         token_id=admin.token_id,
         session_expires_at=admin.expires_at,
     )
+
+
+@router.get("/admin/contributions", response_class=HTMLResponse, include_in_schema=False)
+def admin_contributions(request: Request, admin: AdminDep) -> HTMLResponse:
+    return _admin_page(request, admin, "admin_contributions.html", "contributions")
