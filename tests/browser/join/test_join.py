@@ -57,6 +57,7 @@ def test_join_with_photos_then_forget(page: Any, server: str, orl: Orl, trained:
     about = page.locator(".about-card")
     expect(about).to_contain_text("Not the video")  # what is kept
     expect(about).to_contain_text("Until you delete it")  # for how long
+    expect(about).to_contain_text(f"at most {trained.retention_days} days")
     expect(about).to_contain_text("admin")
     expect(about).to_contain_text("look like you")  # who sees it
     expect(about.locator("a[href='/forget']")).to_be_visible()  # how to delete it

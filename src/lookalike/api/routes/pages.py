@@ -82,6 +82,7 @@ def join_page(request: Request, state: StateDep) -> HTMLResponse:
             "video_min_seconds": settings.video_min_seconds,
             "video_max_seconds": settings.video_max_seconds,
             "need_approval": settings.contributions_need_approval,
+            "retention_days": settings.retention_days,
         },
     )
 
