@@ -125,10 +125,17 @@ def import_cmd(
 
 
 @app.command()
-def check(home: HomeOpt = None) -> None:
+def check(
+    home: HomeOpt = None,
+    review: Annotated[
+        bool, typer.Option(help="Also look for photos that hurt a model (embeds what is new).")
+    ] = True,
+    shown: Annotated[int, typer.Option(help="Worst photos listed per kind of problem.")] = 3,
+) -> None:
     """Report the dataset.
 
-    Images per class, classes too small to train, warnings."""
+    Images per class, classes too small to train, warnings; then near-duplicates, outliers,
+    photos closer to another class, underrepresented classes (report JSON in reports/)."""
     from lookalike.data.store import DatasetStore
 
     settings = settings_from(home)
@@ -146,6 +153,28 @@ def check(home: HomeOpt = None) -> None:
         status = "ok" if ok else f"[red]too few (need {settings.min_images_per_class})[/]"
         table.add_row(escape(label), str(len(recs)), str(warns), status)
     console.print(table)
+    if review:
+        _print_review(settings, shown)
+
+
+def _print_review(settings: Settings, shown: int) -> None:
+    from lookalike.data.review import review_dataset, write_review
+
+    found = review_dataset(settings)
+    table = Table(title=f"Problems ({found.images} photos, {found.classes} classes)")
+    for col in ("kind", "flagged", f"worst (up to {shown})"):
+        table.add_column(col)
+    for kind, count in found.counts().items():
+        worst = [f for f in found.flags if f.kind == kind][:shown]
+        lines = "\n".join(
+            f"{f.source or f.label}: {f.reason}"
+            + (f" -> {f.suggested_label}?" if f.suggested_label else "")
+            for f in worst
+        )
+        table.add_row(kind, str(count), escape(lines) or "-")
+    console.print(table)
+    path = write_review(found, settings.data_dir.reports / "dataset-check.json")
+    console.print(escape(f"wrote {path}"))
 
 
 @classes_app.command("list")

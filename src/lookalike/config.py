@@ -277,6 +277,34 @@ class Settings(BaseSettings):
         65_536, gt=0, description="Largest quotes API answer read, in bytes."
     )
 
+    # --- dataset checks (lookalike check) ---------------------------------------------------------
+    check_duplicate_similarity: float = Field(
+        0.98,
+        gt=0,
+        le=1,
+        description="Two photos at least this similar (cosine of their embeddings) are flagged"
+        " as near-duplicates.",
+    )
+    check_outlier_z: float = Field(
+        3.5,
+        gt=0,
+        description="A photo this many robust spreads less similar to its class than the"
+        " class's typical photo is flagged as an outlier.",
+    )
+    check_mislabel_margin: float = Field(
+        0.02,
+        ge=0,
+        description="A photo nearer another class's centre than its own by at least this much"
+        " (cosine) is flagged, with that class suggested.",
+    )
+    check_imbalance_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A class with fewer photos than this share of the typical class's is"
+        " flagged as underrepresented.",
+    )
+
     # --- joining the gallery (a short face video or a few photos) --------------------------------
     video_max_bytes: int = Field(
         60 * 1024 * 1024,

@@ -1,0 +1,235 @@
+"""Dataset checks over the embeddings: the photos that may hurt a model, each flagged with a
+kind, a score (higher: more likely a problem) and a reason a person can act on.
+
+The per-image checks at import (``data/checks.py``: no face, several faces, too small,
+blurred) look at one photo at a time; these look at the photos together, in the embedding
+space of the dataset's backbone (read from the embedding cache; only photos missing from it
+are embedded):
+
+* ``near_duplicate``: two photos this similar are one view twice (within a class it weighs
+  that view double; across classes one of the two labels is wrong);
+* ``outlier``: a photo far from the rest of its class, measured against how spread the class
+  is (a robust z-score of its similarity to the class's other photos);
+* ``closer_to_another_class``: a photo nearer another class's centre than its own, with that
+  class as the suggested label (a simple, explainable stand-in for confident learning);
+* ``class_imbalance``: a class with far fewer photos than the typical class.
+
+Each check is a function registered in ``DATASET_CHECKS``; ``review_dataset`` runs them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.config import Settings
+from lookalike.data.cache import embedding_cache
+from lookalike.data.embed import Embedder
+from lookalike.data.store import DatasetStore, ImageRecord
+from lookalike.fsutil import atomic_write_json
+from lookalike.vision.backbones import create_backbone, l2_normalize
+
+
+@dataclass(frozen=True)
+class Flag:
+    kind: str
+    label: str  # the photo's class (or the class, for class-wide flags)
+    score: float  # higher: more likely a problem
+    reason: str
+    sha256: str | None = None  # None: the flag is about the whole class
+    source: str | None = None
+    suggested_label: str | None = None
+
+
+@dataclass
+class Embedded:
+    """The dataset's photos that have an embedding, row-aligned."""
+
+    records: list[ImageRecord]
+    vectors: np.ndarray  # (n, dim), unit rows
+    labels: np.ndarray  # (n,) class index
+    classes: list[str]
+
+
+DatasetCheck = Callable[[Embedded, Settings], list[Flag]]
+MIN_SPREAD = 0.03  # cosine
+DATASET_CHECKS: dict[str, DatasetCheck] = {}
+
+
+def dataset_check(name: str) -> Callable[[DatasetCheck], DatasetCheck]:
+    def register(fn: DatasetCheck) -> DatasetCheck:
+        DATASET_CHECKS[name] = fn
+        return fn
+
+    return register
+
+
+@dataset_check("near_duplicate")
+def near_duplicates(data: Embedded, settings: Settings) -> list[Flag]:
+    flags: list[Flag] = []
+    sims = data.vectors @ data.vectors.T
+    seen: set[int] = set()
+    for i in range(len(data.records)):
+        if i in seen:
+            continue
+        twins = [j for j in np.flatnonzero(sims[i, i + 1 :] >= settings.check_duplicate_similarity)]
+        for offset in twins:
+            j = i + 1 + int(offset)
+            seen.add(j)
+            a, b = data.records[i], data.records[j]
+            same = a.label == b.label
+            reason = f"near-duplicate of {a.source} (similarity {sims[i, j]:.3f})" + (
+                "" if same else f", which is labelled {a.label!r}: one of the labels is wrong"
+            )
+            flags.append(
+                Flag("near_duplicate", b.label, float(sims[i, j]), reason, b.sha256, b.source)
+            )
+    return flags
+
+
+@dataset_check("outlier")
+def outliers(data: Embedded, settings: Settings) -> list[Flag]:
+    flags: list[Flag] = []
+    for c, label in enumerate(data.classes):
+        rows = np.flatnonzero(data.labels == c)
+        if len(rows) < 4:
+            continue
+        own = data.vectors[rows]
+        sims = own @ own.T
+        np.fill_diagonal(sims, np.nan)
+        typical = np.nanmean(sims, axis=1)  # each photo's mean similarity to the others
+        median = float(np.median(typical))
+        # A robust spread (MAD), but never under a few hundredths: in a tight class, photos
+        # a few hundredths apart are all the same face, not outliers.
+        spread = max(1.4826 * float(np.median(np.abs(typical - median))), MIN_SPREAD)
+        for k, row in enumerate(rows):
+            z = (median - float(typical[k])) / spread
+            if z >= settings.check_outlier_z:
+                record = data.records[row]
+                reason = (
+                    f"unlike the rest of {label!r}: similarity {typical[k]:.3f} against the"
+                    f" class's usual {median:.3f} ({z:.1f} spreads below)"
+                )
+                flags.append(Flag("outlier", label, z, reason, record.sha256, record.source))
+    return flags
+
+
+@dataset_check("closer_to_another_class")
+def closer_to_another_class(data: Embedded, settings: Settings) -> list[Flag]:
+    flags: list[Flag] = []
+    n_classes = len(data.classes)
+    if n_classes < 2:
+        return flags
+    sums = np.zeros((n_classes, data.vectors.shape[1]), np.float64)
+    np.add.at(sums, data.labels, data.vectors)
+    counts = np.bincount(data.labels, minlength=n_classes).astype(np.float64)
+    for row, record in enumerate(data.records):
+        own = int(data.labels[row])
+        if counts[own] < 2:
+            continue
+        centres = sums.copy()
+        centres[own] -= data.vectors[row]  # its own class without it
+        sizes = counts.copy()
+        sizes[own] -= 1
+        centres = l2_normalize(centres / np.maximum(sizes, 1)[:, None])
+        scores = centres @ data.vectors[row]
+        scores[sizes == 0] = -np.inf
+        best = int(np.argmax(scores))
+        margin = float(scores[best] - scores[own])
+        if best != own and margin >= settings.check_mislabel_margin:
+            reason = (
+                f"closer to {data.classes[best]!r} ({scores[best]:.3f}) than to its own class"
+                f" {data.classes[own]!r} ({scores[own]:.3f})"
+            )
+            flags.append(
+                Flag(
+                    "closer_to_another_class",
+                    record.label,
+                    margin,
+                    reason,
+                    record.sha256,
+                    record.source,
+                    suggested_label=data.classes[best],
+                )
+            )
+    return flags
+
+
+@dataset_check("class_imbalance")
+def class_imbalance(data: Embedded, settings: Settings) -> list[Flag]:
+    counts = np.bincount(data.labels, minlength=len(data.classes))
+    if len(counts) < 2:
+        return []
+    typical = float(np.median(counts))
+    flags = []
+    for c, label in enumerate(data.classes):
+        share = counts[c] / typical if typical else 1.0
+        if share < settings.check_imbalance_share:
+            reason = (
+                f"{counts[c]} photos against {typical:.0f} for the typical class: the model"
+                f" will see {label!r} rarely; add photos of it"
+            )
+            flags.append(Flag("class_imbalance", label, float(1 - share), reason))
+    return flags
+
+
+@dataclass
+class Review:
+    images: int
+    classes: int
+    backbone: str
+    flags: list[Flag] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {kind: 0 for kind in DATASET_CHECKS}
+        for flag in self.flags:
+            out[flag.kind] += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "classes": self.classes,
+            "backbone": self.backbone,
+            "counts": self.counts(),
+            "flags": [asdict(f) for f in self.flags],
+        }
+
+
+def embedded(settings: Settings) -> tuple[Embedded, str]:
+    """The catalog's photos with their embeddings (from the cache; misses are embedded)."""
+    store = DatasetStore(settings)
+    catalog = store.load()
+    backbone = create_backbone(settings.backbone, settings)
+    embedder = Embedder(backbone, embedding_cache(settings.data_dir))
+    records = sorted(catalog.images.values(), key=lambda r: (r.label, r.source))
+    result = embedder.embed_files({r.sha256: store.path_of(r) for r in records})
+    kept = [r for r in records if r.sha256 in result.vectors]
+    classes = sorted({r.label for r in kept})
+    index = {label: i for i, label in enumerate(classes)}
+    dim = backbone.dim
+    vectors = (
+        l2_normalize(np.stack([result.vectors[r.sha256] for r in kept]))
+        if kept
+        else np.zeros((0, dim), np.float32)
+    )
+    labels = np.array([index[r.label] for r in kept], np.int64)
+    return Embedded(kept, vectors, labels, classes), backbone.key
+
+
+def review_dataset(settings: Settings) -> Review:
+    """Every registered check over the dataset; flags worst first within each kind."""
+    data, key = embedded(settings)
+    review = Review(images=len(data.records), classes=len(data.classes), backbone=key)
+    for check in DATASET_CHECKS.values():
+        review.flags += sorted(check(data, settings), key=lambda f: -f.score)
+    return review
+
+
+def write_review(review: Review, path: Path) -> Path:
+    atomic_write_json(path, review.to_dict())
+    return path
