@@ -34,7 +34,54 @@
     return new Date(value).toISOString().slice(0, 19).replace("T", " ");
   }
 
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") || "" : "";
+  }
+
+  // The one way the admin pages call the API: the session cookie, the CSRF header on every
+  // change (JSON ``body`` when given), a sign-in redirect when the session ended, 204 as
+  // null, and the API's own message (its invalid fields, listed) as the Error to show.
+  function request(method, path, body) {
+    var options = {
+      method: method,
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    };
+    if (method !== "GET") {
+      options.headers["X-CSRF-Token"] = csrfToken();
+      if (body !== undefined) {
+        options.headers["Content-Type"] = "application/json";
+        options.body = JSON.stringify(body || {});
+      }
+    }
+    return fetch(path, options).then(function (response) {
+      if (response.status === 401) {
+        window.location.assign("/admin/login?next=" + encodeURIComponent(window.location.pathname));
+        throw new Error("Your session ended: sign in again.");
+      }
+      if (response.status === 204) return null;
+      return response.json().then(
+        function (data) {
+          if (!response.ok) {
+            var error = (data && data.error) || {};
+            var fields = (error.details && error.details.fields) || [];
+            var message = fields.length
+              ? fields.map(function (f) { return f.field + ": " + f.message; }).join("; ")
+              : error.message;
+            throw new Error(message || "The server answered " + response.status + ".");
+          }
+          return data;
+        },
+        function () {
+          throw new Error("The server answered " + response.status + " without JSON.");
+        }
+      );
+    });
+  }
+
   window.lookalikeAdmin = {
+    request: request,
     $: byId,
     make: make,
     clear: clear,

@@ -9,6 +9,7 @@
 (function () {
   "use strict";
   var common = window.lookalikeAdmin; // admin_common.js
+  var request = common.request;
   var $ = common.$, make = common.make, clear = common.clear;
 
   var API = "/api/admin/contributions";
@@ -17,11 +18,6 @@
 
   var el = {};
   var state = { loads: 0, busy: false, rows: [] };
-
-  function csrfToken() {
-    var meta = document.querySelector('meta[name="csrf-token"]');
-    return meta ? meta.getAttribute("content") : "";
-  }
 
   function when(value) {
     if (!value) return "–";
@@ -33,34 +29,6 @@
   }
 
   // --- talking to the server -------------------------------------------------------------------
-
-  function request(method, path) {
-    var options = {
-      method: method,
-      credentials: "same-origin",
-      headers: { Accept: "application/json" },
-    };
-    if (method !== "GET") options.headers["X-CSRF-Token"] = csrfToken();
-    return fetch(path, options).then(function (response) {
-      if (response.status === 401) {
-        window.location.assign("/admin/login?next=" + encodeURIComponent(window.location.pathname));
-        throw new Error("Your session ended: sign in again.");
-      }
-      if (response.status === 204) return null;
-      return response.json().then(
-        function (data) {
-          if (!response.ok) {
-            var error = (data && data.error) || {};
-            throw new Error(error.message || "The server answered " + response.status + ".");
-          }
-          return data;
-        },
-        function () {
-          throw new Error("The server answered " + response.status + " without JSON.");
-        }
-      );
-    });
-  }
 
   function setStatus(text) {
     el.status.textContent = text || "";

@@ -8,6 +8,7 @@
 (function () {
   "use strict";
   var common = window.lookalikeAdmin; // admin_common.js
+  var request = common.request;
   var $ = common.$, make = common.make, clear = common.clear, fixed = common.fixed;
   var wallMs = common.wallMs, wallString = common.wallString;
 
@@ -52,11 +53,6 @@
 
 
 
-
-  function csrfToken() {
-    var meta = document.querySelector('meta[name="csrf-token"]');
-    return meta ? meta.getAttribute("content") : "";
-  }
 
 
   function when(value) {
@@ -106,41 +102,6 @@
   }
 
   // --- talking to the server -------------------------------------------------------------------
-
-  function request(method, path, body) {
-    var options = {
-      method: method,
-      credentials: "same-origin",
-      headers: { Accept: "application/json" },
-    };
-    if (method !== "GET") {
-      options.headers["X-CSRF-Token"] = csrfToken();
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body || {});
-    }
-    return fetch(path, options).then(function (response) {
-      if (response.status === 401) {
-        window.location.assign("/admin/login?next=" + encodeURIComponent(window.location.pathname));
-        throw new Error("Your session ended: sign in again.");
-      }
-      return response.json().then(
-        function (data) {
-          if (!response.ok) {
-            var error = (data && data.error) || {};
-            var fields = (error.details && error.details.fields) || [];
-            var message = fields.length
-              ? fields.map(function (f) { return f.field + ": " + f.message; }).join("; ")
-              : error.message;
-            throw new Error(message || "The server answered " + response.status + ".");
-          }
-          return data;
-        },
-        function () {
-          throw new Error("The server answered " + response.status + " without JSON.");
-        }
-      );
-    });
-  }
 
   function setStatus(text) {
     el.status.textContent = text || "";
