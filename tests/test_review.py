@@ -90,3 +90,16 @@ def test_the_command_prints_the_problems_and_writes_a_report(flawed: Settings) -
     assert "s1/from-s2.pgm" in out and "-> s2?" in out
     report = flawed.data_dir.reports / "dataset-check.json"
     assert report.is_file() and '"near_duplicate": 1' in report.read_text().replace("\n", "")
+
+
+def test_an_import_ends_with_the_checks_summary(tmp_path: Path, orl: Orl) -> None:
+    source = tmp_path / "source"
+    for person in ("s9", "s10"):
+        (source / person).mkdir(parents=True)
+        for photo in orl[person][:4]:
+            shutil.copy(photo, source / person / photo.name)
+    Image.open(orl["s9"][0]).save(source / "s9" / "again.png")
+    proc = run("import", source, "--home", tmp_path / "home", "--backbone", "face")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Checks: 1 near duplicate" in out and "lookalike check" in out

@@ -113,6 +113,11 @@ def import_cmd(
         f" {report.already_present} already present; {report.rejected} rejected;"
         f" {sum(p.severity == 'warning' for p in report.problems)} warning(s)."
     )
+    if report.added:  # the dataset-wide checks, on the embeddings import just cached
+        from lookalike.data.review import review_dataset
+
+        found = review_dataset(settings, backbone)
+        console.print(escape(f"Checks: {found.summary()} (details: lookalike check)."))
     if report.added == 0 and report.already_present == 0:
         what = "no files" if not report.seen and not report.problems else "every file was refused"
         raise DatasetError(

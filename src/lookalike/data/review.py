@@ -57,6 +57,7 @@ class Embedded:
 
 DatasetCheck = Callable[[Embedded, Settings], list[Flag]]
 MIN_SPREAD = 0.03  # cosine
+BLOCK = 1024  # rows compared at once for near-duplicates
 DATASET_CHECKS: dict[str, DatasetCheck] = {}
 
 
@@ -70,24 +71,31 @@ def dataset_check(name: str) -> Callable[[DatasetCheck], DatasetCheck]:
 
 @dataset_check("near_duplicate")
 def near_duplicates(data: Embedded, settings: Settings) -> list[Flag]:
+    """Each later photo of a pair above ``check_duplicate_similarity`` (rows compared in
+    blocks: memory stays ``BLOCK`` x n whatever the dataset's size)."""
     flags: list[Flag] = []
-    sims = data.vectors @ data.vectors.T
-    seen: set[int] = set()
-    for i in range(len(data.records)):
-        if i in seen:
-            continue
-        twins = [j for j in np.flatnonzero(sims[i, i + 1 :] >= settings.check_duplicate_similarity)]
-        for offset in twins:
-            j = i + 1 + int(offset)
-            seen.add(j)
-            a, b = data.records[i], data.records[j]
-            same = a.label == b.label
-            reason = f"near-duplicate of {a.source} (similarity {sims[i, j]:.3f})" + (
-                "" if same else f", which is labelled {a.label!r}: one of the labels is wrong"
-            )
-            flags.append(
-                Flag("near_duplicate", b.label, float(sims[i, j]), reason, b.sha256, b.source)
-            )
+    flagged: set[int] = set()
+    n = len(data.records)
+    for start in range(0, n, BLOCK):
+        sims = data.vectors[start : start + BLOCK] @ data.vectors.T
+        for offset, row in enumerate(sims):
+            i = start + offset
+            if i in flagged:
+                continue
+            twins = np.flatnonzero(row[i + 1 :] >= settings.check_duplicate_similarity) + i + 1
+            for j in map(int, twins):
+                if j in flagged:
+                    continue
+                flagged.add(j)
+                a, b = data.records[i], data.records[j]
+                reason = f"near-duplicate of {a.source} (similarity {row[j]:.3f})" + (
+                    ""
+                    if a.label == b.label
+                    else f", which is labelled {a.label!r}: one of the labels is wrong"
+                )
+                flags.append(
+                    Flag("near_duplicate", b.label, float(row[j]), reason, b.sha256, b.source)
+                )
     return flags
 
 
@@ -127,35 +135,34 @@ def closer_to_another_class(data: Embedded, settings: Settings) -> list[Flag]:
     sums = np.zeros((n_classes, data.vectors.shape[1]), np.float64)
     np.add.at(sums, data.labels, data.vectors)
     counts = np.bincount(data.labels, minlength=n_classes).astype(np.float64)
-    for row, record in enumerate(data.records):
-        own = int(data.labels[row])
-        if counts[own] < 2:
+    scores = data.vectors @ l2_normalize(sums / np.maximum(counts, 1)[:, None]).T  # (n, C)
+    scores[:, counts == 0] = -np.inf
+    rows = np.arange(len(data.records))
+    own = data.labels
+    # Its own class's centre without the photo itself (a photo always looks like itself).
+    without = l2_normalize((sums[own] - data.vectors) / np.maximum(counts[own] - 1, 1)[:, None])
+    scores[rows, own] = np.einsum("ij,ij->i", without, data.vectors)
+    best = np.argmax(scores, axis=1)
+    margins = scores[rows, best] - scores[rows, own]
+    for row in np.flatnonzero((best != own) & (margins >= settings.check_mislabel_margin)):
+        if counts[own[row]] < 2:
             continue
-        centres = sums.copy()
-        centres[own] -= data.vectors[row]  # its own class without it
-        sizes = counts.copy()
-        sizes[own] -= 1
-        centres = l2_normalize(centres / np.maximum(sizes, 1)[:, None])
-        scores = centres @ data.vectors[row]
-        scores[sizes == 0] = -np.inf
-        best = int(np.argmax(scores))
-        margin = float(scores[best] - scores[own])
-        if best != own and margin >= settings.check_mislabel_margin:
-            reason = (
-                f"closer to {data.classes[best]!r} ({scores[best]:.3f}) than to its own class"
-                f" {data.classes[own]!r} ({scores[own]:.3f})"
+        record, b, o = data.records[row], int(best[row]), int(own[row])
+        reason = (
+            f"closer to {data.classes[b]!r} ({scores[row, b]:.3f}) than to its own class"
+            f" {data.classes[o]!r} ({scores[row, o]:.3f})"
+        )
+        flags.append(
+            Flag(
+                "closer_to_another_class",
+                record.label,
+                float(margins[row]),
+                reason,
+                record.sha256,
+                record.source,
+                suggested_label=data.classes[b],
             )
-            flags.append(
-                Flag(
-                    "closer_to_another_class",
-                    record.label,
-                    margin,
-                    reason,
-                    record.sha256,
-                    record.source,
-                    suggested_label=data.classes[best],
-                )
-            )
+        )
     return flags
 
 
@@ -190,6 +197,11 @@ class Review:
             out[flag.kind] += 1
         return out
 
+    def summary(self) -> str:
+        """One line: how many photos each check flagged."""
+        found = [f"{n} {kind.replace('_', ' ')}" for kind, n in self.counts().items() if n]
+        return ", ".join(found) if found else "nothing flagged"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "images": self.images,
@@ -200,11 +212,11 @@ class Review:
         }
 
 
-def embedded(settings: Settings) -> tuple[Embedded, str]:
+def embedded(settings: Settings, backbone_name: str | None = None) -> tuple[Embedded, str]:
     """The catalog's photos with their embeddings (from the cache; misses are embedded)."""
     store = DatasetStore(settings)
     catalog = store.load()
-    backbone = create_backbone(settings.backbone, settings)
+    backbone = create_backbone(backbone_name or settings.backbone, settings)
     embedder = Embedder(backbone, embedding_cache(settings.data_dir))
     records = sorted(catalog.images.values(), key=lambda r: (r.label, r.source))
     result = embedder.embed_files({r.sha256: store.path_of(r) for r in records})
@@ -221,9 +233,9 @@ def embedded(settings: Settings) -> tuple[Embedded, str]:
     return Embedded(kept, vectors, labels, classes), backbone.key
 
 
-def review_dataset(settings: Settings) -> Review:
+def review_dataset(settings: Settings, backbone_name: str | None = None) -> Review:
     """Every registered check over the dataset; flags worst first within each kind."""
-    data, key = embedded(settings)
+    data, key = embedded(settings, backbone_name)
     review = Review(images=len(data.records), classes=len(data.classes), backbone=key)
     for check in DATASET_CHECKS.values():
         review.flags += sorted(check(data, settings), key=lambda f: -f.score)
