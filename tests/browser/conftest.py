@@ -41,8 +41,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page_options() -> dict[str, Any]:
-    """How ``page`` opens its browser context (``checked_page``'s options)."""
-    return {"viewport": {"width": 1280, "height": 900}}
+    """How ``page`` opens its browser context (``checked_page``'s options): a desktop window,
+    and a Content-Security-Policy violation fails the test."""
+    return {"csp_errors": True, "viewport": {"width": 1280, "height": 900}}
 
 
 @pytest.fixture

@@ -46,11 +46,6 @@ Orl = dict[str, list[Path]]
 
 
 @pytest.fixture
-def page_options() -> dict[str, Any]:
-    return {"csp_errors": True, "viewport": {"width": 1280, "height": 900}}
-
-
-@pytest.fixture
 def phone_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     yield from phone_context(browser, request.node.name)
 

@@ -33,11 +33,6 @@ pytestmark = pytest.mark.browser
 Orl = dict[str, list[Path]]
 
 
-@pytest.fixture
-def page_options() -> dict[str, Any]:
-    return {"csp_errors": True, "viewport": {"width": 1280, "height": 900}}
-
-
 # --- helpers ----------------------------------------------------------------------------------
 
 
