@@ -4,7 +4,6 @@ say how it is going, delete every copy with its token. The processing itself is
 
 from __future__ import annotations
 
-import hmac
 import re
 import secrets
 import unicodedata
@@ -18,7 +17,7 @@ from lookalike.config import Settings
 from lookalike.contributions import delete_contribution, object_prefix
 from lookalike.db import Contribution, utcnow
 from lookalike.errors import InvalidInput, LookalikeError, NotFound
-from lookalike.services.predictions import MAX_TOKEN_LENGTH, Photo, token_hash
+from lookalike.services.predictions import Photo, by_hex_id, token_hash, token_matches
 from lookalike.storage import ObjectStore
 from lookalike.vision.video import InvalidVideo
 
@@ -144,14 +143,16 @@ def create_contribution(
 
 
 def get_contribution(session: Session, contribution_id: str) -> Contribution:
-    row = session.get(Contribution, contribution_id) if _ID.fullmatch(contribution_id) else None
-    if row is None:
-        raise NotFound(
+    return by_hex_id(
+        session,
+        Contribution,
+        contribution_id,
+        NotFound(
             "No contribution with that id (it may have been deleted).",
             code="contribution.not_found",
             details={"id": contribution_id[:64]},
-        )
-    return row
+        ),
+    )
 
 
 def delete_with_token(
@@ -161,11 +162,7 @@ def delete_with_token(
     stored files removed."""
     with sessions() as session, session.begin():
         row = get_contribution(session, contribution_id)
-        if (
-            not token
-            or len(token) > MAX_TOKEN_LENGTH
-            or not hmac.compare_digest(token_hash(token), row.deletion_token_hash)
-        ):
+        if not token_matches(token, row.deletion_token_hash):
             raise LookalikeError(
                 "That deletion code does not match this contribution: copy the whole code"
                 " you were shown when you joined.",

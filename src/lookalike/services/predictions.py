@@ -17,7 +17,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,6 +40,7 @@ from lookalike.visits import decode_visit, encode_visit
 log = logging.getLogger("lookalike.services")
 
 Client = Literal["web", "api"]
+Row = TypeVar("Row")
 MAX_TOKEN_LENGTH = 200
 _ID = re.compile(r"[0-9a-f]{32}")
 _FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "GIF": "gif"}
@@ -306,17 +307,37 @@ def _extension(image: DecodedImage, data: bytes) -> str:
 # --- after the answer ------------------------------------------------------------------------
 
 
-def get_record(session: Session, prediction_id: str) -> PredictionRecord:
-    # Ids are uuid4 hex: anything else is unknown without asking the database (which may
-    # refuse odd text, e.g. PostgreSQL and NUL characters).
-    row = session.get(PredictionRecord, prediction_id) if _ID.fullmatch(prediction_id) else None
+def by_hex_id(session: Session, model: type[Row], record_id: str, error: NotFound) -> Row:
+    """The row of ``model`` with this uuid4-hex id, else ``error``. Anything that is not such
+    an id is unknown without asking the database (which may refuse odd text, e.g.
+    PostgreSQL and NUL characters)."""
+    row = session.get(model, record_id) if _ID.fullmatch(record_id) else None
     if row is None:
-        raise NotFound(
+        raise error
+    return row
+
+
+def token_matches(given: str | None, stored_hash: str | None) -> bool:
+    """Whether ``given`` is the token whose SHA-256 was stored (compared in constant time)."""
+    return bool(
+        given
+        and len(given) <= MAX_TOKEN_LENGTH
+        and stored_hash is not None
+        and hmac.compare_digest(token_hash(given), stored_hash)
+    )
+
+
+def get_record(session: Session, prediction_id: str) -> PredictionRecord:
+    return by_hex_id(
+        session,
+        PredictionRecord,
+        prediction_id,
+        NotFound(
             "No prediction with that id.",
             code="prediction.not_found",
             details={"id": prediction_id[:64]},
-        )
-    return row
+        ),
+    )
 
 
 def give_feedback(
@@ -380,12 +401,7 @@ def delete_kept_photo(
                 " or no photo was kept).",
                 code="prediction.nothing_kept",
             )
-        if (
-            not token
-            or len(token) > MAX_TOKEN_LENGTH
-            or row.deletion_token_hash is None
-            or not hmac.compare_digest(token_hash(token), row.deletion_token_hash)
-        ):
+        if not token_matches(token, row.deletion_token_hash):
             raise LookalikeError(
                 "That deletion code does not match this photo: copy the whole code you were"
                 " shown when the photo was kept.",
