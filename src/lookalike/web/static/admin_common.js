@@ -80,8 +80,25 @@
     });
   }
 
+  /* GET ``path`` into a page: ``root`` marked loading and busy meanwhile, ``render`` the
+   * answer or ``fail`` the error's message; ``state.loads`` counts finished loads (shown as
+   * ``data-loads``: tests wait for it). */
+  function loadPage(root, state, path, render, fail) {
+    root.dataset.state = "loading";
+    root.setAttribute("aria-busy", "true");
+    return request("GET", path).then(render, function (exc) {
+      fail(exc.message);
+    }).then(function () {
+      state.loads += 1;
+      root.dataset.loads = String(state.loads);
+      root.dataset.state = "ready";
+      root.removeAttribute("aria-busy");
+    });
+  }
+
   window.lookalikeAdmin = {
     request: request,
+    loadPage: loadPage,
     $: byId,
     make: make,
     clear: clear,

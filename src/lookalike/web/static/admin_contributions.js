@@ -199,21 +199,9 @@
   // --- start -----------------------------------------------------------------------------------
 
   function load() {
-    el.root.dataset.state = "loading";
-    el.root.setAttribute("aria-busy", "true");
     var path = API + "?held=" + (el.heldOnly.checked ? "true" : "false");
-    return request("GET", path).then(
-      function (answer) {
-        render(answer);
-      },
-      function (exc) {
-        showError("The contributions could not be loaded: " + exc.message);
-      }
-    ).then(function () {
-      state.loads += 1;
-      el.root.dataset.loads = String(state.loads);
-      el.root.dataset.state = "ready";
-      el.root.removeAttribute("aria-busy");
+    return common.loadPage(el.root, state, path, render, function (message) {
+      showError("The contributions could not be loaded: " + message);
     });
   }
 

@@ -659,20 +659,8 @@
   // --- start -----------------------------------------------------------------------------------
 
   function load() {
-    el.root.dataset.state = "loading";
-    el.root.setAttribute("aria-busy", "true");
-    return request("GET", "/api/models").then(
-      function (registry) {
-        render(registry);
-      },
-      function (exc) {
-        showError("The registry could not be loaded: " + exc.message);
-      }
-    ).then(function () {
-      state.loads += 1;
-      el.root.dataset.loads = String(state.loads);
-      el.root.dataset.state = "ready";
-      el.root.removeAttribute("aria-busy");
+    return common.loadPage(el.root, state, "/api/models", render, function (message) {
+      showError("The registry could not be loaded: " + message);
     });
   }
 
