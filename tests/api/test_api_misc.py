@@ -72,6 +72,25 @@ def test_only_the_current_gallery_is_served(client: TestClient, settings: Settin
     )
 
 
+
+def test_admins_see_any_dataset_photo(client: TestClient, settings: Settings) -> None:
+    from lookalike import accounts
+    from lookalike.api.state import app_state
+
+    catalog = json.loads((Path(settings.home) / "dataset.json").read_text())
+    test_photo = sorted(catalog["images"])[0]  # a test or val photo: not in the gallery
+    url = f"/api/admin/dataset/images/{test_photo}"
+    assert_error(client.get(url), 401, "auth.required")
+    with app_state(client.app).sessions() as session, session.begin():
+        _, token = accounts.create_token(session, "reviewer")
+    auth = {"Authorization": f"Bearer {token}"}
+    r = client.get(url, headers=auth)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"  # ORL's PGM
+    assert r.content.startswith(b"\x89PNG") and "private" in r.headers["cache-control"]
+    missing = client.get(f"/api/admin/dataset/images/{'0' * 64}", headers=auth)
+    assert_error(missing, 404, "image.not_found")
+    assert client.get("/api/admin/dataset/images/..%2fx", headers=auth).status_code == 404
+
 def test_metrics(client: TestClient, orl: Orl) -> None:
     photo = ("photo", ("a.pgm", orl["s1"][9].read_bytes(), "image/jpeg"))
     assert client.post("/api/predictions", files=[photo]).status_code == 201

@@ -25,6 +25,7 @@ ROUTERS = [
     classes.router,
     models.router,
     images.router,
+    images.admin_router,
     health.router,
     metrics.router,
     login.router,
