@@ -72,7 +72,6 @@ def test_only_the_current_gallery_is_served(client: TestClient, settings: Settin
     )
 
 
-
 def test_admins_see_any_dataset_photo(client: TestClient, settings: Settings) -> None:
     from lookalike import accounts
     from lookalike.api.state import app_state
@@ -90,6 +89,7 @@ def test_admins_see_any_dataset_photo(client: TestClient, settings: Settings) ->
     missing = client.get(f"/api/admin/dataset/images/{'0' * 64}", headers=auth)
     assert_error(missing, 404, "image.not_found")
     assert client.get("/api/admin/dataset/images/..%2fx", headers=auth).status_code == 404
+
 
 def test_metrics(client: TestClient, orl: Orl) -> None:
     photo = ("photo", ("a.pgm", orl["s1"][9].read_bytes(), "image/jpeg"))
