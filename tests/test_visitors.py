@@ -95,7 +95,7 @@ def test_only_consented_confirmed_photos_train_and_deletion_is_real(
     # ... but they train the head: one more s4 training photo than s4 reference photos.
     s4 = model.info.labels.index("s4")
     assert model.info.counts["train"]["s4"] == int((model.gallery_labels == s4).sum()) + 1
-    assert model.info.visitor_sources == sorted(records)
+    assert model.info.personal_sources == sorted(records)
     with Registry(settings) as registry:  # the operator puts it in service
         if registry.champion() != result.version:
             registry.promote(result.version, reason="test", actor="test")
@@ -116,15 +116,13 @@ def test_only_consented_confirmed_photos_train_and_deletion_is_real(
     assert record.sha256 not in settings.data_dir.splits.read_text()
     assert Jobs(settings).huey.pending_count() == 1  # the champion trained on it: retrain soon
 
-    # The next retrain replaces the champion trained on it, unless it is worse.
+    # The next retrain replaces the champion trained on it, whatever the figures say.
     after_delete = retrain(settings, actor="test")
     assert after_delete.promoted, after_delete.decision.reason
-    assert "1 visitor photo(s) the champion was trained on were deleted" in (
-        after_delete.decision.reason
-    )
+    assert "trained on 1 visitor photo(s) deleted by their owners" in after_delete.decision.reason
     assert after_delete.decision.figures["withdrawn_visitor_photos"] == 1
     new_champion = load_model(settings.home, after_delete.version).info
-    assert new_champion.visitor_sources == [f"visitor:{named['id']}"]
+    assert new_champion.personal_sources == [f"visitor:{named['id']}"]
     # The version trained on the deleted photo never serves again, by hand or by rollback.
     with Registry(settings) as registry:
         with pytest.raises(InvalidInput) as refused:
@@ -144,6 +142,6 @@ def test_only_consented_confirmed_photos_train_and_deletion_is_real(
     again = retrain(settings, actor="test")
     assert (again.visitors.added, again.visitors.forgotten) == (0, 1)
     assert _visitor_records(settings) == {}
-    assert again.promoted and load_model(settings.home, again.version).info.visitor_sources == []
+    assert again.promoted and load_model(settings.home, again.version).info.personal_sources == []
     with Registry(settings) as registry:
         assert registry.champion() == again.version

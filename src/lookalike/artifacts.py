@@ -55,9 +55,12 @@ class ModelInfo:
     counts: dict[str, dict[str, int]]  # subset -> class -> images
     metrics: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
-    # Visitors' photos the head was trained on ("visitor:<prediction id>"): when one is
-    # deleted, the promotion gate lets a model trained without it replace this one.
-    visitor_sources: list[str] = field(default_factory=list)
+    # Personal photos the head was trained on ("visitor:<prediction id>", a contributor's
+    # "contribution:<id>"; see data/personal.py): once one is deleted this model never
+    # serves again, and one trained without it replaces it (registry, training/compare.py).
+    personal_sources: list[str] = field(default_factory=list)
+    # Contributors' classes: label -> contribution id (hidden from answers once deleted).
+    contributors: dict[str, str] = field(default_factory=dict)
     # The resemblance calibration's figures (noise, tie rule); its arrays are in the npz.
     # Empty in models saved before it existed: computed from the gallery when loaded.
     resemblance: dict[str, Any] = field(default_factory=dict)
@@ -176,6 +179,8 @@ def load_model(home: Path, version: str | None) -> TrainedModel:
         )
     try:
         raw = json.loads((path / "model.json").read_text())
+        if "visitor_sources" in raw:  # its name before contributors trained too
+            raw["personal_sources"] = raw.pop("visitor_sources")
         info = ModelInfo(**raw)
         data = (path / "arrays.npz").read_bytes()
         if hashlib.sha256(data).hexdigest() != info.files.get("arrays.npz"):

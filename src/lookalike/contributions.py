@@ -23,7 +23,7 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -305,7 +305,7 @@ def process(
         return REFUSED
     keys = []
     for n, crop in enumerate(chosen):
-        key = f"{object_prefix(contribution_id)}face-{n:02d}.jpg"
+        key = crop_key(contribution_id, n)
         store.put(key, crop.jpeg, "image/jpeg")
         keys.append(key)
     vectors = np.stack([c.vector for c in chosen]).astype(np.float32)
@@ -350,9 +350,9 @@ def already_enrolled(
     under a different name), if any."""
     gallery = EnrolledGallery(engine, settings.top_k_per_class)
     found = gallery.match(l2_normalize(vectors.mean(axis=0)), model.info.backbone_key)
-    if found is None or found[0] == name or found[1] < model.info.threshold:
+    if found is None or found.name == name or found.score < model.info.threshold:
         return None
-    return found[0]
+    return found.name
 
 
 def _expected_frames(row: Contribution, settings: Settings) -> int:
@@ -404,14 +404,30 @@ def delete_contribution(session: Session, store: ObjectStore, row: Contribution)
 class Enrolled:
     stamp: tuple[int, object]  # (rows, last change): rebuilt when it moves
     backbone_key: str
-    names: list[str]  # per contributor
+    live: frozenset[str]  # every enrolled, approved contribution's id (any backbone)
+    ids: list[str]  # per contributor matchable in this embedding space
+    names: list[str]
     owners: np.ndarray  # per crop: its contributor's index
     vectors: np.ndarray  # crops x dim
 
 
+@dataclass(frozen=True)
+class EnrolledMatch:
+    contribution_id: str
+    name: str
+    score: float  # the mean of the top-k similarities to their crops
+    crop: int  # their crop closest to the query (``face-NN.jpg``)
+    crop_similarity: float
+
+
+def crop_key(contribution_id: str, crop: int) -> str:
+    return f"{object_prefix(contribution_id)}face-{crop:02d}.jpg"
+
+
 class EnrolledGallery:
     """The enrolled contributors' crops, read from the database when they change (one small
-    aggregate query per request), for ``match``."""
+    aggregate query per request), for ``match``; and who is still enrolled, so that a model
+    trained on someone deleted since stops naming them at once (``withheld``)."""
 
     def __init__(self, engine: Engine, top_k: int) -> None:
         self.engine = engine
@@ -430,37 +446,67 @@ class EnrolledGallery:
             if cached is not None and cached.stamp == stamp:
                 return cached
             rows = session.execute(
-                select(Contribution.display_name, Contribution.embeddings, Contribution.crops)
-                .where(*live, Contribution.backbone_key == backbone_key)
+                select(
+                    Contribution.id,
+                    Contribution.display_name,
+                    Contribution.embeddings,
+                    Contribution.crops,
+                    Contribution.backbone_key,
+                )
+                .where(*live)
                 .order_by(Contribution.created_at)
             ).all()
+        ids: list[str] = []
         names: list[str] = []
         owners: list[int] = []
         blocks: list[np.ndarray] = []
-        for name, blob, crops in rows:
-            if not blob or not crops:
+        for contribution_id, name, blob, crops, key in rows:
+            if key != backbone_key or not blob or not crops:
                 continue
             vectors = np.frombuffer(blob, dtype=np.float32).reshape(crops, -1)
             owners += [len(names)] * crops
+            ids.append(contribution_id)
             names.append(name)
             blocks.append(vectors)
         vectors = np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32)
-        enrolled = Enrolled(stamp, backbone_key, names, np.array(owners, np.int64), vectors)
+        enrolled = Enrolled(
+            stamp,
+            backbone_key,
+            frozenset(r[0] for r in rows),
+            ids,
+            names,
+            np.array(owners, np.int64),
+            vectors,
+        )
         with self._lock:
             self._enrolled[backbone_key] = enrolled
         return enrolled
 
-    def match(self, query: np.ndarray, backbone_key: str) -> tuple[str, float] | None:
-        """The contributor ``query`` (a unit embedding) scores highest, and that score (the
-        mean of its top-k similarities); None when nobody is enrolled in this space."""
+    def withheld(self, contributors: dict[str, str], backbone_key: str) -> set[str]:
+        """The classes of ``contributors`` (a model's label -> contribution id) whose
+        contribution was deleted (or expired) since the model was trained."""
+        if not contributors:
+            return set()
+        live = self._load(backbone_key).live
+        return {label for label, cid in contributors.items() if cid not in live}
+
+    def match(
+        self, query: np.ndarray, backbone_key: str, skip: Collection[str] = ()
+    ) -> EnrolledMatch | None:
+        """The contributor ``query`` (a unit embedding) scores highest, with that score
+        (the mean of its top-k similarities); None when nobody is enrolled in this space.
+        ``skip``: contribution ids the model already knows as classes."""
         enrolled = self._load(backbone_key)
         if not enrolled.names or enrolled.vectors.shape[1] != query.shape[-1]:
             return None
         sims = enrolled.vectors @ query
-        best_name, best_score = "", -2.0
-        for owner, name in enumerate(enrolled.names):
-            own = np.sort(sims[enrolled.owners == owner])[::-1][: self.top_k]
-            score = float(own.mean())
-            if score > best_score:
-                best_name, best_score = name, score
-        return best_name, best_score
+        best: EnrolledMatch | None = None
+        for owner, (cid, name) in enumerate(zip(enrolled.ids, enrolled.names, strict=True)):
+            if cid in skip:
+                continue
+            own = sims[enrolled.owners == owner]
+            score = float(np.sort(own)[::-1][: self.top_k].mean())
+            if best is None or score > best.score:
+                crop = int(np.argmax(own))
+                best = EnrolledMatch(cid, name, score, crop, float(own[crop]))
+        return best

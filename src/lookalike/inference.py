@@ -24,7 +24,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -59,8 +59,9 @@ SWAP_RETRY_SECONDS = 30.0
 class Neighbour:
     label: str
     similarity: float
-    sha256: str
-    path: str
+    sha256: str  # a dataset photo's ("" for a contributor's crop)
+    path: str  # its file, or the crop's object store key
+    crop: tuple[str, int] | None = None  # a contributor's crop: (contribution id, number)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -168,11 +169,12 @@ class Prediction:
     def face(self) -> Face | None:
         return None if self.face_index is None else self.faces[self.face_index]
 
-    def as_enrolled(self, name: str, score: float) -> Prediction:
+    def as_enrolled(self, name: str, score: float, reference: Neighbour | None) -> Prediction:
         """This answer turned into "this is ``name``": a contributor enrolled since the
         model was trained (not one of its classes) passed the identity threshold with
-        ``score``. The model's classes stay as the lookalikes."""
-        me = LookalikeMatch(label=name, score=score, strength=1.0, reference=None)
+        ``score``; ``reference``: their crop closest to the photo. The model's classes stay
+        as the lookalikes."""
+        me = LookalikeMatch(label=name, score=score, strength=1.0, reference=reference)
         return replace(
             self,
             kind=SAME_PERSON,
@@ -446,11 +448,13 @@ class Predictor:
         face_index: int | None = None,
         visit: Visit | None = None,
         names: list[str] | None = None,
+        withheld: Collection[str] = (),
     ) -> Prediction:
         """Answer one photo, or a burst of frames of the same person (one look; embeddings
         averaged over the frames with a face good enough to judge). ``visit``: the same
         visitor's earlier looks, answered together with this one. ``names``: what to call
-        each photo in error messages.
+        each photo in error messages. ``withheld``: classes never to name or show (people
+        who deleted their data since the model was trained, until a retrain replaces it).
 
         Frames are decoded one at a time and dropped once analysed (only the first one used
         is kept, in ``Prediction.image``), so a burst of large photos holds one at a time.
@@ -507,7 +511,7 @@ class Predictor:
         if visit is not None:  # every look of the visit weighs the same
             looks = visit.looks + 1
             mean = (visit.vector * visit.looks + look) / looks
-        return self._answer(model, mean, used, len(vectors), looks, skipped, start)
+        return self._answer(model, mean, used, len(vectors), looks, skipped, start, withheld)
 
     @staticmethod
     def _refusal(refusals: list[CannotJudge], n_frames: int) -> CannotJudge:
@@ -537,6 +541,7 @@ class Predictor:
         looks: int,
         skipped: list[SkippedFrame],
         start: float,
+        withheld: Collection[str] = (),
     ) -> Prediction:
         """The answer for ``mean``, the looks' mean embedding; ``used``: the first frame
         answered from (its index, the decoded frame, what was seen in it, its quality)."""
@@ -546,13 +551,16 @@ class Predictor:
         labels = info.labels
         proba, sims, match = model.classify(query)
         proba, sims, match = proba[0], sims[0], match[0]
-        order = np.argsort(-proba)
-        best = int(order[0])
-        score = float(match[best])
         resemblance = model.resemblance
         res_scores = resemblance.scores(query)[0]
         strengths = resemblance.strength(res_scores)
-        ranked = [int(c) for c in np.argsort(-res_scores)]
+        hidden = np.array([label in withheld for label in labels], dtype=bool)
+        if hidden.any():
+            proba, sims, match, res_scores = _without(hidden, model, proba, sims, match, res_scores)
+        order = [int(c) for c in np.argsort(-proba) if not hidden[c]]
+        best = order[0]
+        score = float(match[best])
+        ranked = [int(c) for c in np.argsort(-res_scores) if not hidden[c]]
         if score >= info.threshold:  # someone in the gallery: this is them
             kind, names = SAME_PERSON, [labels[best]]
             ranked.remove(best)
@@ -593,10 +601,14 @@ class Predictor:
             lookalikes=lookalikes,
             best_label=names[0],
             probability=float(proba[ranked[0]]),  # ranked[0] is the first name's class
-            probabilities=[(labels[int(c)], float(proba[c])) for c in order],
+            probabilities=[(labels[c], float(proba[c])) for c in order],
             match_score=score,
             threshold=info.threshold,
-            nearest=[neighbour(int(i)) for i in np.argsort(-sims)[: self.settings.nearest_k]],
+            nearest=[
+                neighbour(int(i))
+                for i in np.argsort(-sims)[: self.settings.nearest_k]
+                if np.isfinite(sims[i])
+            ],
             faces=analysis.faces,
             face_index=analysis.face_index,
             frames_used=frames_used,
@@ -611,3 +623,31 @@ class Predictor:
             frame_index=frame_index,
             image=image,
         )
+
+
+def _without(
+    hidden: np.ndarray,
+    model: TrainedModel,
+    proba: np.ndarray,
+    sims: np.ndarray,
+    match: np.ndarray,
+    res_scores: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The scores with the ``hidden`` classes taken out: no probability (the others
+    renormalised), no match, no resemblance, none of their reference photos."""
+    if hidden.all():
+        raise ModelUnavailable(
+            "Every class of the serving model was deleted by its owner; a retrain replaces"
+            " it. Try again in a few minutes.",
+            code="model.classes_deleted",
+        )
+    kept = np.where(hidden, 0.0, proba)
+    total = float(kept.sum())
+    kept = kept / total if total > 0 else np.where(hidden, 0.0, 1.0 / int((~hidden).sum()))
+    gone = hidden[model.gallery_labels.astype(np.int64)]
+    return (
+        kept,
+        np.where(gone, -np.inf, sims),
+        np.where(hidden, -np.inf, match),
+        np.where(hidden, -np.inf, res_scores),
+    )

@@ -112,7 +112,7 @@ def run_contribution(settings: Settings, contribution_id: str) -> str:
         engine.dispose()
 
 
-def run_retention(settings: Settings) -> dict[str, int]:
+def run_retention(settings: Settings) -> dict[str, Any]:
     """Delete what outlived ``retention_days`` (``lookalike.retention.expire``)."""
     from lookalike.db import make_engine
     from lookalike.retention import expire
@@ -122,7 +122,10 @@ def run_retention(settings: Settings) -> dict[str, int]:
         expired = expire(settings, engine)
     finally:
         engine.dispose()
-    return {"contributions": expired.contributions, "photos": expired.photos}
+    outcome: dict[str, Any] = {"contributions": expired.contributions, "photos": expired.photos}
+    if expired.champion_trained_on:  # the champion may not serve what expired: replace it
+        outcome["retrain"] = run_retrain(settings, Trigger.DELETION, "retention")
+    return outcome
 
 
 class Jobs:
@@ -145,7 +148,7 @@ class Jobs:
             return maybe_retrain_for_new_images(settings)
 
         @self.huey.periodic_task(crontab(minute="30", hour="4"), name="retention")
-        def retention() -> dict[str, int]:
+        def retention() -> dict[str, Any]:
             return run_retention(settings)
 
         @self.huey.task(name="contribution")

@@ -21,6 +21,7 @@ class EventKind(StrEnum):
     DECISION = "decision"  # the gate compared it with the champion (figures kept)
     PROMOTE = "promote"  # it became the champion (by the gate or by hand)
     ROLLBACK = "rollback"  # the champion went back to it
+    DATA_DELETED = "data-deleted"  # personal data it was trained on was deleted: never serves
 
 
 CHAMPION_CHANGES = (EventKind.PROMOTE, EventKind.ROLLBACK)
@@ -38,4 +39,4 @@ class Trigger(StrEnum):
     API = "api"  # an admin's POST /api/models/retrain
     SCHEDULE = "schedule"  # the retrain_cron schedule
     NEW_IMAGES = "new-images"  # enough new images arrived
-    DELETION = "deletion"  # a visitor deleted a photo the champion was trained on
+    DELETION = "deletion"  # personal data the champion was trained on was deleted

@@ -36,8 +36,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.artifacts import VERSION_PATTERN, ModelInfo, list_versions, models_dir
 from lookalike.config import Settings
+from lookalike.data.store import CONTRIBUTION, VISITOR
 from lookalike.datadir import DataDir
 from lookalike.db import (
+    Contribution,
     ModelAlias,
     ModelEvent,
     ModelVersion,
@@ -366,39 +368,78 @@ class Registry:
             self._promote_in(session, kind, target, previous, reason, actor, EventKind.ROLLBACK)
         return current, target
 
-    def deleted_sources(self, row: ModelVersion) -> list[str]:
-        """The visitor photos ``row``'s model was trained on that their owners have deleted
-        since (its ``model.json`` lists them; a kept photo has a ``storage_key``)."""
+    def _personal_sources(self, row: ModelVersion) -> list[str]:
+        """The personal photos ``row``'s model lists in its ``model.json`` (none for a name
+        model; none readable in a damaged artifact: ``verify_artifact`` speaks for it)."""
         if row.kind != LOOKALIKE:
             return []
         try:
             path = self.settings.data_dir.artifact(row.artifact) / "model.json"
             info = json.loads(path.read_text())
-            sources = [str(s) for s in info.get("visitor_sources", [])]
-        except (OSError, ValueError, AttributeError):
-            return []  # verify_artifact speaks for a damaged artifact
+            sources = info.get("personal_sources", info.get("visitor_sources", []))
+            return [str(s) for s in sources]
+        except (OSError, ValueError, AttributeError, TypeError):
+            return []
+
+    def deleted_sources(self, row: ModelVersion) -> list[str]:
+        """The personal photos ``row``'s model was trained on that their owners have deleted
+        since (its ``model.json`` lists them): a visitor's kept photo has a ``storage_key``
+        until deleted; a contributor's row exists, enrolled, until deleted."""
+        sources = self._personal_sources(row)
         if not sources:
             return []
-        ids = {s.removeprefix("visitor:"): s for s in sources}
+        photos = {s.removeprefix(VISITOR): s for s in sources if s.startswith(VISITOR)}
+        people = {s.removeprefix(CONTRIBUTION): s for s in sources if s.startswith(CONTRIBUTION)}
         with self.sessions() as session:
             kept = set(
                 session.scalars(
                     select(PredictionRecord.id).where(
-                        PredictionRecord.id.in_(list(ids)),
+                        PredictionRecord.id.in_(list(photos)),
                         PredictionRecord.storage_key.is_not(None),
                     )
                 ).all()
             )
-        return sorted(source for pid, source in ids.items() if pid not in kept)
+            kept |= set(
+                session.scalars(
+                    select(Contribution.id).where(
+                        Contribution.id.in_(list(people)), Contribution.status == "enrolled"
+                    )
+                ).all()
+            )
+        everything = photos | people
+        return sorted(source for key, source in everything.items() if key not in kept)
+
+    def mark_trained_on(self, source: str, actor: str) -> list[str]:
+        """Record on every registered version trained on ``source`` (personal data just
+        deleted) that it may not serve any longer; returns those versions. The refusal
+        itself is ``refuse_deleted_data``'s, which reads the sources again."""
+        with self.sessions() as session:
+            rows = session.scalars(select(ModelVersion).where(ModelVersion.kind == LOOKALIKE)).all()
+        marked = [row.version for row in rows if source in self._personal_sources(row)]
+        if marked:
+            kind = VISITOR if source.startswith(VISITOR) else CONTRIBUTION
+            what = "a visitor's photo" if kind == VISITOR else "a contributor's face crops"
+            with self.sessions.begin() as session:
+                session.add_all(
+                    ModelEvent(
+                        kind=EventKind.DATA_DELETED,
+                        model_kind=LOOKALIKE,
+                        version=version,
+                        reason=f"Trained on {what}, deleted by their owner: it may not serve.",
+                        actor=actor,
+                    )
+                    for version in marked
+                )
+        return marked
 
     def refuse_deleted_data(self, row: ModelVersion) -> None:
         """A version trained on photos their owners deleted never serves again."""
         deleted = self.deleted_sources(row)
         if deleted:
             raise InvalidInput(
-                f"{row.version} was trained on {len(deleted)} photo(s) their owners have"
-                " deleted since; it cannot serve. Retrain (lookalike retrain) and promote the"
-                " new version.",
+                f"{row.version} was trained on personal data its owners have deleted since"
+                f" ({len(deleted)} visitor photo(s) or contributor(s)); it cannot serve."
+                " Retrain (lookalike retrain) and promote the new version.",
                 code="model.trained_on_deleted_data",
                 status=409,
                 details={"version": row.version, "deleted_photos": len(deleted)},

@@ -7,7 +7,8 @@ point (``kill -9``) never hurts the champion or the registry:
 
 1. leftovers of a killed run are removed: model directories no registry row names;
    visitors' consented photos with a confirmed label join the dataset, withdrawn ones leave
-   (``lookalike.data.visitors``);
+   (``lookalike.data.visitors``); so do enrolled contributors, as classes of their own
+   (``lookalike.data.contributors``);
 2. the challenger is trained and saved (a directory renamed into place: whole or absent);
 3. it is registered and becomes the ``challenger`` (one transaction);
 4. the gate decides; decision, figures and promotion are one transaction.
@@ -26,7 +27,9 @@ from pathlib import Path
 
 from lookalike.artifacts import load_model
 from lookalike.config import Settings
-from lookalike.data.visitors import GatherReport, gather_visitor_photos
+from lookalike.data.contributors import gather_contributors
+from lookalike.data.personal import GatherReport
+from lookalike.data.visitors import gather_visitor_photos
 from lookalike.datadir import DataDir
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import exclusive_lock, lock_is_held
@@ -44,6 +47,7 @@ class RetrainRunning(LookalikeError):
 @dataclass
 class RetrainResult:
     visitors: GatherReport  # visitor photos added / forgotten before training
+    contributors: GatherReport  # contributors' face crops added / forgotten
     report: TrainReport
     decision: GateDecision
     champion: str  # after the decision
@@ -103,6 +107,7 @@ def retrain(
             reg.adopt_existing()  # models from before the registry are never taken for orphans
             reg.remove_orphans()
             visitors = gather_visitor_photos(settings, reg.engine)
+            contributors = gather_contributors(settings, reg.engine)
             report = train(
                 settings,
                 head=head,
@@ -121,6 +126,7 @@ def retrain(
                 progress("compare", 1, 1)
             return RetrainResult(
                 visitors=visitors,
+                contributors=contributors,
                 report=report,
                 decision=decision,
                 champion=report.version if decision.promoted else str(champion_version),

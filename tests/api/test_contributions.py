@@ -72,6 +72,14 @@ def test_photos_enrol_at_once_and_deletion_removes_every_copy(
     after = predict(client, orl["s7"][9])  # a held-out photo of the contributor
     assert (after["kind"], after["names"]) == ("same_person", ["Ada"])
     assert after["message"] == "This is Ada."
+    face_url = after["lookalikes"][0]["reference_url"]  # their crop closest to the photo
+    assert face_url.startswith(f"/api/contributions/{body['id']}/faces/")
+    face = client.get(face_url)
+    assert face.status_code == 200 and face.content.startswith(b"\xff\xd8")  # a JPEG
+    assert face.headers["content-type"] == "image/jpeg"
+    assert face.headers["content-security-policy"] == "default-src 'none'"
+    missing = client.get(f"/api/contributions/{body['id']}/faces/{body['crops']}")
+    assert_error(missing, 404, "contribution.face_not_found")
     other = predict(client, orl["s2"][9])  # people of the model are still themselves
     assert (other["kind"], other["names"]) == ("same_person", ["s2"])
 
@@ -86,6 +94,7 @@ def test_photos_enrol_at_once_and_deletion_removes_every_copy(
     assert_error(client.get(body["status_url"]), 404, "contribution.not_found")
     forgotten = predict(client, orl["s7"][9])
     assert forgotten["kind"] == "lookalike" and "Ada" not in forgotten["names"]
+    assert_error(client.get(face_url), 404, "contribution.not_found")
 
 
 def test_the_same_face_under_another_name_waits_for_an_admin(client: TestClient, orl: Orl) -> None:

@@ -10,7 +10,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from lookalike.api.gallery import GalleryIndex, image_url
+from lookalike.api.gallery import GalleryIndex, image_url, reference_url
 from lookalike.api.schemas import LookalikePublic, NeighbourPublic, PredictionPublic
 from lookalike.services.predictions import RecordedPrediction
 from lookalike.vision.images import DecodedImage
@@ -56,7 +56,7 @@ def prediction_public(
         lookalikes.append(
             LookalikePublic(
                 **{k: v for k, v in shown.items() if k != "reference"},
-                reference_url=image_url(ref.sha256) if ref else None,
+                reference_url=reference_url(ref) if ref else None,
                 reference_similarity=round(ref.similarity, 4) if ref else None,
             )
         )

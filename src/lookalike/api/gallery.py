@@ -6,12 +6,21 @@ import threading
 from dataclasses import dataclass
 
 from lookalike.artifacts import TrainedModel
-from lookalike.inference import Predictor
+from lookalike.inference import Neighbour, Predictor
 
 
 def image_url(sha256: str) -> str:
     """Where a reference photo is served (never a file path)."""
     return f"/api/images/{sha256}"
+
+
+def reference_url(ref: Neighbour) -> str:
+    """Where a lookalike's reference photo is served: a model's gallery photo, or an
+    enrolled contributor's face crop."""
+    if ref.crop is not None:
+        contribution_id, number = ref.crop
+        return f"/api/contributions/{contribution_id}/faces/{number}"
+    return image_url(ref.sha256)
 
 
 @dataclass(frozen=True)

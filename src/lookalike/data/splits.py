@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from lookalike.config import Settings
-from lookalike.data.store import Catalog, now_iso
+from lookalike.data.store import Catalog, is_personal, now_iso
 from lookalike.errors import DatasetError
 from lookalike.fsutil import atomic_write_json, file_lock
 
@@ -126,12 +126,13 @@ class SplitStore:
                 if len(hashes) < self.settings.min_images_per_class:
                     too_few[label] = len(hashes)
                     continue
-                # Visitors' photos always train: the test set stays the operator's photos.
+                # Personal photos (visitors', contributors') always train: the test set
+                # stays the operator's photos, and never loses one to a deletion.
                 for r in records:
-                    if r.sha256 not in splits.assignments and r.source.startswith("visitor:"):
+                    if r.sha256 not in splits.assignments and is_personal(r.source):
                         splits.assignments[r.sha256] = "train"
                         changed = True
-                hashes = [r.sha256 for r in records if not r.source.startswith("visitor:")]
+                hashes = [r.sha256 for r in records if not is_personal(r.source)]
                 fresh = [h for h in hashes if h not in splits.assignments]
                 if not fresh:
                     continue

@@ -27,6 +27,24 @@ from lookalike.fsutil import atomic_write_bytes, atomic_write_json, file_lock
 
 CATALOG_FORMAT = 1
 
+# Sources of personal photos, which their owners may take back (``data/personal.py``): a
+# visitor's kept photo, a contributor's face crops.
+VISITOR = "visitor:"  # + prediction id
+CONTRIBUTION = "contribution:"  # + contribution id
+
+
+def is_visitor(source: str) -> bool:
+    return source.startswith(VISITOR)
+
+
+def is_contribution(source: str) -> bool:
+    return source.startswith(CONTRIBUTION)
+
+
+def is_personal(source: str) -> bool:
+    """Personal photos always train: the frozen test set stays the operator's photos."""
+    return is_visitor(source) or is_contribution(source)
+
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")

@@ -9,38 +9,23 @@ They always train: never in the frozen test set (it stays the operator's curated
 and never in a model's reference gallery (another visitor is never shown them as a "nearest
 photo"). :func:`forget_visitor_photo` removes one again with its embeddings; the next
 retrain trains without it, and a champion whose head was trained on a deleted photo is
-replaced by that model unless it is significantly worse (``training/compare.py``).
+replaced by that model (``training/compare.py``). See ``data/personal.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import partial
 
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from lookalike.config import Settings
-from lookalike.data.cache import embedding_cache
 from lookalike.data.importers import FileProblem, SourceItem, import_items
-from lookalike.data.splits import SplitStore
-from lookalike.data.store import DatasetStore
+from lookalike.data.personal import GatherReport, forget_sources
+from lookalike.data.store import VISITOR as PREFIX
+from lookalike.data.store import DatasetStore, is_visitor
 from lookalike.db import PredictionRecord
-from lookalike.fsutil import file_lock
 from lookalike.storage import ObjectStore
-
-PREFIX = "visitor:"
-
-
-def is_visitor(source: str) -> bool:
-    return source.startswith(PREFIX)
-
-
-@dataclass
-class GatherReport:
-    added: int = 0
-    forgotten: int = 0  # deleted by their owners since the last gathering
-    problems: list[FileProblem] = field(default_factory=list)
 
 
 def confirmed_label(row: PredictionRecord) -> str | None:
@@ -91,19 +76,5 @@ def gather_visitor_photos(settings: Settings, engine: Engine) -> GatherReport:
 
 
 def forget_visitor_photo(settings: Settings, prediction_id: str) -> int:
-    """Remove a visitor's photo from the dataset, its blob and its cached embeddings."""
-    store = DatasetStore(settings)
-    cache = embedding_cache(settings.data_dir)
-    source = PREFIX + prediction_id
-    with file_lock(store.lock_path):
-        catalog = store.load()
-        gone = [r for r in catalog.images.values() if r.source == source]
-        for record in gone:
-            del catalog.images[record.sha256]
-        if gone:
-            store.save(catalog)
-    for record in gone:
-        store.path_of(record).unlink(missing_ok=True)
-        cache.delete(record.sha256)
-    SplitStore(settings).forget({r.sha256 for r in gone})  # not even its hash stays
-    return len(gone)
+    """Remove a visitor's photo from the dataset, its blob, cached embeddings and split."""
+    return len(forget_sources(settings, {PREFIX + prediction_id}))

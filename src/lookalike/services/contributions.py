@@ -14,9 +14,12 @@ from typing import Literal
 from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.config import Settings
-from lookalike.contributions import delete_contribution, object_prefix
+from lookalike.contributions import ENROLLED, crop_key, delete_contribution, object_prefix
+from lookalike.data.store import CONTRIBUTION
 from lookalike.db import Contribution, utcnow
 from lookalike.errors import InvalidInput, LookalikeError, NotFound
+from lookalike.registry import Registry
+from lookalike.retention import forget_trained_on
 from lookalike.services.predictions import Photo, by_hex_id, token_hash, token_matches
 from lookalike.storage import ObjectStore
 from lookalike.vision.video import InvalidVideo
@@ -156,11 +159,10 @@ def get_contribution(session: Session, contribution_id: str) -> Contribution:
 
 
 def delete_with_token(
-    sessions: sessionmaker[Session], store: ObjectStore, contribution_id: str, token: str | None
-) -> int:
-    """Delete every copy of a contribution, given its deletion token; returns the number of
-    stored files removed."""
-    with sessions() as session, session.begin():
+    registry: Registry, store: ObjectStore, contribution_id: str, token: str | None
+) -> bool:
+    """Delete every copy of a contribution, given its deletion token (see ``delete``)."""
+    with registry.sessions() as session:
         row = get_contribution(session, contribution_id)
         if not token_matches(token, row.deletion_token_hash):
             raise LookalikeError(
@@ -170,4 +172,34 @@ def delete_with_token(
                 status=403,
                 details={"send": "the token as ?token= or the X-Deletion-Token header"},
             )
-        return delete_contribution(session, store, row)
+    return delete(registry, store, contribution_id, "a contributor's deletion")
+
+
+def delete(registry: Registry, store: ObjectStore, contribution_id: str, actor: str) -> bool:
+    """Every copy of a contribution: its files and row (embeddings included), its crops in
+    the training set (blobs, cached embeddings, splits); the model versions trained on it
+    are marked and never serve again. Returns whether the champion is one of them: the
+    caller queues the retrain that replaces it (``models.retrain_after_deletion``)."""
+    with registry.sessions() as session, session.begin():
+        delete_contribution(session, store, get_contribution(session, contribution_id))
+    return forget_trained_on(registry, {CONTRIBUTION + contribution_id}, actor)
+
+
+def shown_face(
+    sessions: sessionmaker[Session], store: ObjectStore, contribution_id: str, number: int
+) -> bytes:
+    """A face crop of an enrolled contributor others may be shown (approved): their
+    reference photo when a photo is answered "this is <them>"."""
+    missing = NotFound(
+        "No such face: the contributor is not enrolled (or was deleted), or has fewer crops.",
+        code="contribution.face_not_found",
+        details={"id": contribution_id[:64], "number": number},
+    )
+    with sessions() as session:
+        row = get_contribution(session, contribution_id)
+        if row.status != ENROLLED or not row.approved or not 0 <= number < row.crops:
+            raise missing
+    try:
+        return store.get(crop_key(row.id, number))
+    except NotFound:
+        raise missing from None

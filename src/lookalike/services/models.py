@@ -3,6 +3,7 @@ version and its history, promote, roll back, queue a retrain."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,8 @@ from lookalike.registry import Registry
 
 if TYPE_CHECKING:
     from lookalike.jobs import Jobs, QueuedJob
+
+log = logging.getLogger("lookalike.services")
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,13 @@ def rollback(registry: Registry, *, reason: str, actor: str, to: str | None) -> 
 def queue_retrain(jobs: Jobs, trigger: Trigger, actor: str) -> QueuedJob:
     """Queue a retrain, or join the one already queued or running."""
     return jobs.enqueue_retrain(trigger, actor)
+
+
+def retrain_after_deletion(jobs: Jobs, actor: str) -> None:
+    """Queue the retrain whose challenger replaces a champion trained on personal data just
+    deleted. Never raises: the data is gone either way, and while the queue is down the
+    champion keeps the deleted classes hidden (``Predictor``) until the next schedule."""
+    try:
+        jobs.enqueue_retrain(Trigger.DELETION, actor)
+    except Exception:
+        log.exception("could not queue the retrain after a deletion")

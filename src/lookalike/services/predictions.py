@@ -16,22 +16,21 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from lookalike.artifacts import load_model
 from lookalike.config import Settings
-from lookalike.contributions import EnrolledGallery
-from lookalike.data.visitors import PREFIX as VISITOR_PREFIX
-from lookalike.data.visitors import forget_visitor_photo
+from lookalike.contributions import EnrolledGallery, crop_key
+from lookalike.data.store import VISITOR
 from lookalike.db import PredictionRecord, Upload, utcnow
 from lookalike.errors import CannotJudge, LookalikeError, NotFound
-from lookalike.inference import AnswerKind, Prediction, Predictor
+from lookalike.inference import AnswerKind, Neighbour, Prediction, Predictor
 from lookalike.registry import Registry
-from lookalike.retention import erase_kept_photo
+from lookalike.retention import erase_kept_photo, forget_trained_on
 from lookalike.services.uploads import object_key
 from lookalike.storage import ObjectStore
 from lookalike.vision.images import DecodedImage
@@ -153,10 +152,15 @@ def claim_upload(sessions: sessionmaker[Session], store: ObjectStore, key: str) 
 
 
 def predict(
-    predictor: Predictor, settings: Settings, photos: list[Photo], options: PredictOptions
+    predictor: Predictor,
+    settings: Settings,
+    photos: list[Photo],
+    options: PredictOptions,
+    withheld: Collection[str] = (),
 ) -> Prediction:
     """The engine's answer: the visit token checked in the model's embedding space, every
-    photo decoded once (by the predictor, one at a time)."""
+    photo decoded once (by the predictor, one at a time). ``withheld``: classes of people
+    who deleted their data since the model was trained (never named nor shown)."""
     visit = None
     if options.visit:  # only then: the model's embedding space checks the token
         model = predictor.load()
@@ -168,6 +172,7 @@ def predict(
         face_index=options.face_index,
         visit=visit,
         names=[p.name for p in photos],
+        withheld=withheld,
     )
 
 
@@ -185,13 +190,19 @@ def answer_and_record(
     logged as outcome ``no_face`` and its ``CannotJudge`` raised for the visitor."""
     settings = predictor.settings
     started = time.perf_counter()
+    contributors: dict[str, str] = {}
+    withheld: set[str] = set()
+    if enrolled is not None:
+        info = predictor.load().info
+        contributors = info.contributors
+        withheld = enrolled.withheld(contributors, info.backbone_key)
     try:
-        prediction = predict(predictor, settings, photos, options)
+        prediction = predict(predictor, settings, photos, options, withheld)
     except CannotJudge:
         record_cannot_judge(predictor, sessions, options.client, started)
         raise
     if enrolled is not None:
-        prediction = with_enrolled(prediction, enrolled)
+        prediction = with_enrolled(prediction, enrolled, set(contributors.values()))
     image = prediction.image
     assert image is not None  # the predictor keeps the frame it answered from
     record = new_record(prediction, options.client)
@@ -227,18 +238,24 @@ def answer_and_record(
     )
 
 
-def with_enrolled(prediction: Prediction, enrolled: EnrolledGallery) -> Prediction:
+def with_enrolled(
+    prediction: Prediction, enrolled: EnrolledGallery, known: Collection[str] = ()
+) -> Prediction:
     """The answer, or "this is X" for an enrolled contributor who passes the model's
-    threshold and scores above the model's own best class."""
-    found = enrolled.match(prediction.vector, prediction.backbone_key)
+    threshold and scores above the model's own best class. ``known``: contribution ids the
+    model has as classes already (it answers for them itself)."""
+    found = enrolled.match(prediction.vector, prediction.backbone_key, skip=known)
     if found is None:
         return prediction
-    name, score = found
-    if score < prediction.threshold or (
-        prediction.kind == AnswerKind.SAME_PERSON and score <= prediction.match_score
+    if found.score < prediction.threshold or (
+        prediction.kind == AnswerKind.SAME_PERSON and found.score <= prediction.match_score
     ):
         return prediction
-    return prediction.as_enrolled(name, score)
+    key = crop_key(found.contribution_id, found.crop)
+    reference = Neighbour(
+        found.name, found.crop_similarity, "", key, (found.contribution_id, found.crop)
+    )
+    return prediction.as_enrolled(found.name, found.score, reference)
 
 
 def new_record(prediction: Prediction, client: Client) -> PredictionRecord:
@@ -410,13 +427,4 @@ def delete_kept_photo(
                 details={"send": "the token as ?token= or the X-Deletion-Token header"},
             )
         erase_kept_photo(store, row)
-    forgotten = forget_visitor_photo(registry.settings, prediction_id)
-    return bool(forgotten) and _champion_trained_on(registry, VISITOR_PREFIX + prediction_id)
-
-
-def _champion_trained_on(registry: Registry, source: str) -> bool:
-    """Whether the registry's champion was trained on ``source``."""
-    try:
-        return source in load_model(registry.home, registry.champion()).info.visitor_sources
-    except LookalikeError:
-        return False
+    return forget_trained_on(registry, {VISITOR + prediction_id}, "a visitor's deletion")

@@ -6,12 +6,15 @@ the champion's). The figures compare them on the classes both know:
 - same classes: the challenger must have a higher accuracy, the McNemar test on the paired
   answers must call the difference significant (``promotion_alpha``), and no class may lose
   more than ``promotion_max_recall_drop`` of recall. Ties keep the champion.
-- classes added or removed (new contributors, deleted ones), or visitor photos the champion
-  was trained on deleted by their owners: the champion cannot answer the new classes (or
-  should not keep serving what was withdrawn), so on the shared classes the challenger must
-  only be no worse (not significantly less accurate, no class recall dropping more than the
-  margin), and it must recognise any new classes with a mean recall of at least
-  ``promotion_new_class_floor``.
+- personal photos the champion was trained on deleted by their owners since (a visitor's
+  kept photo, a contributor; ``data/personal.py``): the champion must not serve any longer,
+  and the challenger (trained without them) replaces it whatever the figures say.
+- classes added or removed (new contributors, new or removed classes): the champion cannot
+  answer the new classes, so on the shared classes the challenger must only be no worse
+  (not significantly less accurate, no class recall dropping more than the margin), and it
+  must recognise the new classes that have test photos with a mean recall of at least
+  ``promotion_new_class_floor``. Contributors' classes have none (their crops always
+  train): they are counted, not tested.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from lookalike.config import Settings
 from lookalike.data.cache import embedding_cache
 from lookalike.data.embed import Embedder
 from lookalike.data.splits import SplitStore
-from lookalike.data.store import DatasetStore, ImageRecord
+from lookalike.data.store import CONTRIBUTION, VISITOR, DatasetStore, ImageRecord
 
 
 @dataclass
@@ -78,10 +81,11 @@ def compare_models(
     """Decide whether ``challenger`` replaces ``champion`` (see the module docstring)."""
     catalog = DatasetStore(settings).load()
     present = {r.source for r in catalog.images.values()}
-    withdrawn = sorted(set(champion.info.visitor_sources) - present)
+    withdrawn = sorted(set(champion.info.personal_sources) - present)
     test_version = challenger.info.test_version
     hashes = SplitStore(settings).load().test_hashes(test_version)
     old, new = set(champion.info.labels), set(challenger.info.labels)
+    contributors = set(challenger.info.contributors)
     shared, added, removed = old & new, new - old, old - new
     records = sorted(
         (catalog.images[h] for h in hashes if h in catalog.images),
@@ -133,20 +137,31 @@ def compare_models(
         "new_class_recall": recall_new,
         "new_class_mean_recall": mean_new,
         "new_class_floor": settings.promotion_new_class_floor,
-        "withdrawn_visitor_photos": len(withdrawn),
+        "withdrawn_visitor_photos": sum(s.startswith(VISITOR) for s in withdrawn),
+        "withdrawn_contributors": sum(s.startswith(CONTRIBUTION) for s in withdrawn),
+        "untested_classes": sorted(added - set(recall_new)),
     }
     significant = p_value < alpha
     drop_text = ", ".join(f"{k} -{v:.2f}" for k, v in sorted(drops.items()))
-    if added or removed or withdrawn:
+    shared_text = (
+        f"{acc_b:.3f} vs {acc_a:.3f} on the shared classes (p={p_value:.4f})"
+        if acc_a is not None and acc_b is not None
+        else "no shared test photos"
+    )
+    if withdrawn:  # deletion is real: nothing decides against it
+        return GateDecision(
+            True,
+            f"Promoted: the champion was trained on {_withdrawn_text(withdrawn)} deleted by"
+            f" their owners since, so it may not serve any longer; the challenger, trained"
+            f" without them, replaces it ({shared_text}).",
+            figures,
+        )
+    if added or removed:
         change = []
         if added:
             change.append(f"{len(added)} new class(es) the champion cannot score")
         if removed:
             change.append(f"{len(removed)} class(es) no longer in the dataset")
-        if withdrawn:
-            change.append(
-                f"{len(withdrawn)} visitor photo(s) the champion was trained on were deleted"
-            )
         head = f"The data changed ({'; '.join(change)}): compared on {len(shared)} shared classes."
         if acc_a is not None and acc_b is not None and acc_b < acc_a and significant:
             return GateDecision(
@@ -160,21 +175,25 @@ def compare_models(
                 False, f"{head} Refused: recall dropped by more than {margin}: {drop_text}.",
                 figures,
             )  # fmt: skip
-        if added and (mean_new is None or mean_new < settings.promotion_new_class_floor):
-            shown = "no test photos" if mean_new is None else f"{mean_new:.3f}"
+        if mean_new is not None and mean_new < settings.promotion_new_class_floor:
             return GateDecision(
                 False,
-                f"{head} Refused: new classes recognised at {shown}, below the floor"
+                f"{head} Refused: new classes recognised at {mean_new:.3f}, below the floor"
                 f" {settings.promotion_new_class_floor}.",
                 figures,
             )
-        shared_text = (
-            f"no worse on the shared classes ({acc_b:.3f} vs {acc_a:.3f}, p={p_value:.4f})"
-            if acc_a is not None and acc_b is not None
-            else "no shared test photos"
-        )
+        if added and mean_new is None and not added <= contributors:
+            return GateDecision(
+                False,
+                f"{head} Refused: the new classes have no test photos to recognise (add"
+                " photos so that some go to the test set).",
+                figures,
+            )
         new_text = f"; new classes recognised at {mean_new:.3f}" if mean_new is not None else ""
-        return GateDecision(True, f"{head} Promoted: {shared_text}{new_text}.", figures)
+        untested = sorted(added - set(recall_new))
+        if untested:
+            new_text += f"; {len(untested)} contributor class(es) train only, untested"
+        return GateDecision(True, f"{head} Promoted: no worse, {shared_text}{new_text}.", figures)
 
     if acc_a is None or acc_b is None:
         return GateDecision(False, "Refused: no test photos to compare on.", figures)
@@ -206,3 +225,14 @@ def compare_models(
         f" (McNemar p={p_value:.4f} < {alpha}; no class recall dropped more than {margin}).",
         figures,
     )
+
+
+def _withdrawn_text(sources: list[str]) -> str:
+    photos = sum(s.startswith(VISITOR) for s in sources)
+    people = sum(s.startswith(CONTRIBUTION) for s in sources)
+    parts = []
+    if photos:
+        parts.append(f"{photos} visitor photo(s)")
+    if people:
+        parts.append(f"{people} contributor(s)")
+    return " and ".join(parts)

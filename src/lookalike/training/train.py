@@ -16,8 +16,15 @@ from lookalike.config import Settings
 from lookalike.data.cache import embedding_cache
 from lookalike.data.embed import Embedder, EmbedResult
 from lookalike.data.splits import SplitStore
-from lookalike.data.store import DatasetStore, ImageRecord, now_iso
-from lookalike.data.visitors import is_visitor
+from lookalike.data.store import (
+    CONTRIBUTION,
+    DatasetStore,
+    ImageRecord,
+    is_contribution,
+    is_personal,
+    is_visitor,
+    now_iso,
+)
 from lookalike.errors import DatasetError
 from lookalike.training.evaluate import compute_metrics, labelled_arrays
 from lookalike.training.heads import HEADS, Head, create_head
@@ -157,12 +164,17 @@ def train(
                 name: dict(sorted(_count(recs).items()))
                 for name, recs in (("train", rec_tr), ("val", by_subset["val"]), ("test", rec_te))
             },
-            visitor_sources=sorted(r.source for r in rec_tr if is_visitor(r.source)),
+            personal_sources=sorted({r.source for r in rec_tr if is_personal(r.source)}),
+            contributors={
+                r.label: r.source.removeprefix(CONTRIBUTION)
+                for r in rec_tr
+                if is_contribution(r.source)
+            },
             resemblance={"tie_z": settings.tie_z},  # fitted on the gallery when saved
         ),
         head=fitted[chosen],
-        # Reference photos: the operator's only. Visitors' photos train the head but are
-        # never shown to another visitor as a "nearest photo".
+        # Reference photos: the operator's and contributors' (who consented to being found).
+        # Visitors' photos train the head but are never shown to another visitor.
         gallery=x_tr[shown],
         gallery_labels=y_tr[shown],
         gallery_hashes=np.array([r.sha256 for r in rec_tr])[shown],

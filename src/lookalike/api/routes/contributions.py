@@ -11,9 +11,10 @@ from starlette.concurrency import run_in_threadpool
 
 from lookalike.api import forms
 from lookalike.api.deps import SessionDep, StateDep, contribution_limit, rate_limit
+from lookalike.api.routes.images import IMAGE_HEADERS
 from lookalike.api.schemas import ContributionCreated, ContributionPublic
 from lookalike.db import Contribution
-from lookalike.services import contributions
+from lookalike.services import contributions, models
 
 log = logging.getLogger("lookalike.api")
 
@@ -115,7 +116,21 @@ def delete_contribution(
     token: str | None = Query(None, description="The deletion token shown once"),
     x_deletion_token: str | None = Header(None),
 ) -> Response:
-    contributions.delete_with_token(
-        state.sessions, state.store, contribution_id, token or x_deletion_token
+    trained_on = contributions.delete_with_token(
+        state.registry, state.store, contribution_id, token or x_deletion_token
     )
+    if trained_on:  # the champion knows them as a class: replace it soon
+        models.retrain_after_deletion(state.jobs, "a contributor's deletion")
     return Response(status_code=204)
+
+
+@router.get(
+    "/{contribution_id}/faces/{number}",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+    summary="An enrolled contributor's face crop (their reference photo in answers)",
+)
+def get_face(contribution_id: str, number: int, state: StateDep) -> Response:
+    data = contributions.shown_face(state.sessions, state.store, contribution_id, number)
+    headers = {**IMAGE_HEADERS, "Cache-Control": "private, max-age=300"}
+    return Response(data, media_type="image/jpeg", headers=headers)

@@ -38,7 +38,7 @@ _TYPES = {
     "webp": "image/webp",
     "bmp": "image/bmp",
 }
-_HEADERS = {
+IMAGE_HEADERS = {  # a photo, never anything a browser would run
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'",
     "Cache-Control": "public, max-age=86400",
@@ -108,7 +108,7 @@ def _serve(
     missing: NotFound,
     cache: str | None = None,
 ) -> Response:
-    headers = {**_HEADERS, "ETag": f'"{sha256}"'}
+    headers = {**IMAGE_HEADERS, "ETag": f'"{sha256}"'}
     if cache:
         headers["Cache-Control"] = cache
     if request.headers.get("if-none-match") == headers["ETag"]:

@@ -21,8 +21,7 @@ from lookalike.api.schemas import FeedbackCreate, PredictionPublic, PredictionSu
 from lookalike.api.state import AppState
 from lookalike.db import PredictionRecord
 from lookalike.errors import LookalikeError
-from lookalike.kinds import Trigger
-from lookalike.services import predictions
+from lookalike.services import models, predictions
 from lookalike.services.predictions import Photo, PredictOptions
 
 log = logging.getLogger("lookalike.api")
@@ -134,8 +133,5 @@ def delete_photo(
         session, state.store, state.registry, prediction_id, token or x_deletion_token
     )
     if trained_on:  # the champion saw it: retrain soon, not at the next schedule
-        try:
-            state.jobs.enqueue_retrain(Trigger.DELETION, "a visitor's deletion")
-        except Exception:  # the photo is gone either way; the schedule retrains later
-            log.exception("could not queue the retrain after a deletion")
+        models.retrain_after_deletion(state.jobs, "a visitor's deletion")
     return Response(status_code=204)

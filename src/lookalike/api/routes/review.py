@@ -9,12 +9,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from lookalike.api.auth import require_admin, require_csrf
+from lookalike.api.auth import AdminDep, require_admin, require_csrf
 from lookalike.api.deps import SessionDep, StateDep
 from lookalike.api.routes.contributions import public
 from lookalike.api.schemas import ContributionPublic
-from lookalike.contributions import delete_contribution
 from lookalike.db import Contribution, utcnow
+from lookalike.services import contributions, models
 from lookalike.services.contributions import get_contribution
 
 router = APIRouter(
@@ -63,7 +63,8 @@ def approve(contribution_id: str, session: SessionDep) -> ContributionPublic:
     summary="Delete every copy of a contribution (admin)",
     dependencies=[Depends(require_csrf)],
 )
-def remove(contribution_id: str, state: StateDep, session: SessionDep) -> Response:
-    with session.begin():
-        delete_contribution(session, state.store, get_contribution(session, contribution_id))
+def remove(contribution_id: str, state: StateDep, admin: AdminDep) -> Response:
+    actor = f"admin {admin.name}"
+    if contributions.delete(state.registry, state.store, contribution_id, actor):
+        models.retrain_after_deletion(state.jobs, actor)
     return Response(status_code=204)
