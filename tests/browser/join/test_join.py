@@ -14,6 +14,7 @@ face video. Screenshots of each state go to ``tests/artifacts/``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -116,6 +117,9 @@ def test_join_with_photos_then_forget(page: Any, server: str, orl: Orl, trained:
     assert (answer["kind"], answer["names"]) == ("same_person", [NAME])
     assert answer["message"] == f"This is {NAME}."
     expect(page.locator("#answer-headline")).to_have_text(f"This is {NAME}")
+    mine = page.locator("img.reference").first  # one of their own crops, beside their face
+    expect(mine).to_have_attribute("src", re.compile(r"^/api/contributions/[0-9a-f]{32}/faces/"))
+    page.wait_for_function("() => document.querySelector('img.reference').naturalWidth > 0")
     shot(page, "join_answered_by_name")
 
     # /forget with the code: every copy goes
