@@ -168,3 +168,32 @@ def test_held_contributors_wait_and_names_never_collide(
     assert_error(
         client.get(f"/api/contributions/{held['id']}/faces/0"), 404, "contribution.face_not_found"
     )
+
+
+def test_an_expired_contributor_leaves_the_champion_too(
+    client: TestClient, settings: Settings, orl: Orl
+) -> None:
+    from datetime import timedelta
+
+    from lookalike.db import utcnow
+    from lookalike.jobs import run_retention
+
+    use_queue(client, settings, immediate=True)
+    files = [("photo", (p.name, p.read_bytes(), "image/x-portable-graymap")) for p in orl["s7"][:7]]
+    joined = client.post(
+        "/api/contributions", data={"display_name": "Ada", "consent": "true"}, files=files
+    ).json()
+    trained = retrain(settings, actor="test")
+    assert "Ada" in load_model(settings.home, trained.version).info.labels
+    assert run_retention(settings) == {"contributions": 0, "photos": 0}  # nothing old yet
+    with app_state(client.app).sessions() as session, session.begin():
+        row = session.get(Contribution, joined["id"])
+        assert row is not None
+        row.created_at = utcnow() - timedelta(days=settings.retention_days + 1)
+    outcome = run_retention(settings)  # the daily job: the retrain runs in it
+    assert outcome["contributions"] == 1 and outcome["retrain"]["promoted"], outcome
+    with Registry(settings) as registry:
+        champion = registry.champion()
+    assert champion == outcome["retrain"]["version"] != trained.version
+    assert "Ada" not in load_model(settings.home, champion).info.labels
+    assert contribution_records(settings, joined["id"]) == []
