@@ -82,7 +82,7 @@ def test_init_db_creates_the_schema_and_is_idempotent(database_url: str) -> None
         indexes = {ix["name"] for ix in inspector.get_indexes("predictions")}
         assert {"ix_predictions_created_at", "ix_predictions_label"} <= indexes
         with engine.connect() as conn:
-            assert current_revision(conn) == head_revision() == "0004"
+            assert current_revision(conn) == head_revision() == "0005"
             assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
     finally:
         engine.dispose()
@@ -229,4 +229,4 @@ def test_alembic_config_keeps_percent_signs_in_urls() -> None:
     assert config.attributes["url"].drivername == "postgresql+psycopg"
     assert config.attributes["url"].password == "p%ss%"
     assert config.get_main_option("script_location", "").endswith("migrations")
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"

@@ -5,6 +5,7 @@ a challenger trained on shuffled labels (refused, with its figures in the regist
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -75,6 +76,8 @@ def test_new_people_are_recognised_and_promoted(
     assert figures["n_shared"] == 30 * 2  # both models on the same 60 photos of the 30
     assert figures["recall_drops"] == {}
     assert "10 new class(es)" in second.decision.reason
+    report = json.loads(settings.data_dir.dataset_check.read_text())  # checks ran after it
+    assert report["images"] == 40 * 8 and set(report["counts"]) >= {"likely_mislabelled"}
     # Nothing embedded again: the importer embedded each photo once (to find its face).
     assert (second.report.embedded, second.report.cached) == (0, 40 * 8)
 

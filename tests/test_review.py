@@ -3,17 +3,18 @@ on purpose are flagged with the right kind, reason and suggestion; clean photos 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 from support.cli import run
 
 from lookalike.config import Settings
 from lookalike.data.importers import import_images
-from lookalike.data.review import DATASET_CHECKS, review_dataset
+from lookalike.data.review import DATASET_CHECKS, check_and_report, review_dataset
 
 Orl = dict[str, list[Path]]
 
@@ -103,3 +104,51 @@ def test_an_import_ends_with_the_checks_summary(tmp_path: Path, orl: Orl) -> Non
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "Checks: 1 near duplicate" in out and "lookalike check" in out
+
+
+def test_photo_problems_and_confident_learning(tmp_path: Path, orl: Orl) -> None:
+    """s11-s14 with 6 photos each, plus under s11: two people side by side, a heavily
+    blurred photo, a dark one, and s12's photo 8 (mislabelled)."""
+    source = tmp_path / "source"
+    for person in ("s11", "s12", "s13", "s14"):
+        (source / person).mkdir(parents=True)
+        for photo in orl[person][:6]:
+            shutil.copy(photo, source / person / photo.name)
+    grey = [np.asarray(Image.open(orl[p][8])) for p in ("s11", "s13")]
+    Image.fromarray(np.hstack(grey)).save(source / "s11" / "two.png")
+    Image.open(orl["s11"][7]).filter(ImageFilter.GaussianBlur(3)).save(source / "s11" / "blur.png")
+    dark = (np.asarray(Image.open(orl["s11"][6])) * 0.25).astype(np.uint8)
+    Image.fromarray(dark).save(source / "s11" / "dark.png")
+    shutil.copy(orl["s12"][7], source / "s11" / "from-s12.pgm")
+    settings = Settings(home=tmp_path / "home", backbone="face")
+    assert import_images(source, settings).added == 4 * 6 + 4
+
+    review = review_dataset(settings)
+    assert review.skipped == {}  # cleanlab is installed here (the quality extra)
+    worst = {kind: [f.source for f in review.flags if f.kind == kind] for kind in DATASET_CHECKS}
+    assert worst["several_faces"] == ["s11/two.png"]
+    assert worst["blurred"] == ["s11/blur.png"]
+    assert worst["too_dark"] == ["s11/dark.png"]
+    assert worst["too_small"] == []
+    mislabelled = [f for f in review.flags if f.kind == "likely_mislabelled"]
+    assert mislabelled and mislabelled[0].source == "s11/from-s12.pgm"  # the worst one
+    assert mislabelled[0].suggested_label == "s12" and "never saw it" in mislabelled[0].reason
+    assert len(mislabelled) <= 3  # the planted one, the two-face photo, hardly any clean one
+
+
+def test_a_check_that_cannot_run_says_why(tmp_path: Path, orl: Orl) -> None:
+    source = tmp_path / "source"
+    for person, n in (("s15", 3), ("s16", 1)):
+        (source / person).mkdir(parents=True)
+        for photo in orl[person][:n]:
+            shutil.copy(photo, source / person / photo.name)
+    settings = Settings(home=tmp_path / "home", backbone="face")
+    import_images(source, settings)
+    review = check_and_report(settings)
+    why = review.skipped["likely_mislabelled"]
+    assert "at least 2 photos each" in why and "s16" in why
+    report = json.loads(settings.data_dir.dataset_check.read_text())
+    assert report["skipped"] == {"likely_mislabelled": why} and report["written_at"]
+    assert report["counts"]["likely_mislabelled"] == 0
+    proc = run("check", "--home", settings.home)
+    assert proc.returncode == 0 and "skipped" in proc.stdout, proc.stdout + proc.stderr

@@ -114,9 +114,9 @@ def import_cmd(
         f" {sum(p.severity == 'warning' for p in report.problems)} warning(s)."
     )
     if report.added:  # the dataset-wide checks, on the embeddings import just cached
-        from lookalike.data.review import review_dataset
+        from lookalike.data.review import check_and_report
 
-        found = review_dataset(settings, backbone)
+        found = check_and_report(settings, backbone)
         console.print(escape(f"Checks: {found.summary()} (details: lookalike check)."))
     if report.added == 0 and report.already_present == 0:
         what = "no files" if not report.seen and not report.problems else "every file was refused"
@@ -163,13 +163,15 @@ def check(
 
 
 def _print_review(settings: Settings, shown: int) -> None:
-    from lookalike.data.review import review_dataset, write_review
+    from lookalike.data.review import check_and_report
 
-    found = review_dataset(settings)
+    found = check_and_report(settings)
     table = Table(title=f"Problems ({found.images} photos, {found.classes} classes)")
     for col in ("kind", "flagged", f"worst (up to {shown})"):
         table.add_column(col)
     for kind, count in found.counts().items():
+        if kind in found.skipped:
+            continue
         worst = [f for f in found.flags if f.kind == kind][:shown]
         lines = "\n".join(
             f"{f.source or f.label}: {f.reason}"
@@ -177,9 +179,10 @@ def _print_review(settings: Settings, shown: int) -> None:
             for f in worst
         )
         table.add_row(kind, str(count), escape(lines) or "-")
+    for kind, why in found.skipped.items():
+        table.add_row(kind, "[yellow]skipped[/]", escape(why))
     console.print(table)
-    path = write_review(found, settings.data_dir.reports / "dataset-check.json")
-    console.print(escape(f"wrote {path}"))
+    console.print(escape(f"wrote {settings.data_dir.dataset_check}"))
 
 
 @classes_app.command("list")
@@ -445,32 +448,128 @@ def models_rollback(
 def evaluate(
     version: Annotated[str | None, typer.Option(help="Model version (default: champion).")] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(help="Another version, shown side by side on the same test photos."),
+    ] = None,
+    against_champion: Annotated[
+        bool,
+        typer.Option(
+            "--against-champion",
+            help="Compare with the champion (the version then defaults to the challenger).",
+        ),
+    ] = False,
     home: HomeOpt = None,
 ) -> None:
     """Evaluate a model on its frozen test set.
 
-    Writes metrics.json + confusion.png."""
+    Writes metrics.json + confusion.png; prints per-class precision and recall and the top
+    losses with their photos. With --compare or --against-champion, two versions side by
+    side: accuracy, macro-F1, per-class recall and the photos one gets right and the other
+    wrong."""
+    from lookalike.data.store import DatasetStore
     from lookalike.registry import Registry
     from lookalike.training.evaluate import evaluate_version as run_evaluate
 
+    if compare is not None and against_champion:
+        raise InvalidInput(
+            "--compare and --against-champion both name the version to compare with; give one.",
+            code="input.invalid",
+        )
     settings = settings_from(home)
-    if version is None:
+    if version is None or against_champion:
         with Registry.open(settings) as registry:
-            version = registry.champion()
+            if against_champion:
+                compare = registry.champion()
+                version = version or registry.challenger()
+                if compare is None or version is None:
+                    raise InvalidInput(
+                        "--against-champion needs a champion and another version: "
+                        + ("there is no champion yet." if compare is None else "there is no"
+                           " challenger; name one with --version."),
+                        code="input.invalid",
+                    )  # fmt: skip
+            version = version or registry.champion()
+    if compare is not None and compare == version:
+        raise InvalidInput(
+            f"{compare} is both the evaluated version and the one to compare with; choose"
+            " another (--version, --compare).",
+            code="input.invalid",
+        )
     metrics, paths = run_evaluate(settings, version, out)
     console.print(
         f"Model {metrics['model']} on test set v{metrics['test_version']}: accuracy"
         f" {metrics['accuracy']}, macro-F1 {metrics['macro_f1']}, n={metrics['n']}"
     )
+    store = DatasetStore(settings)
+    images = store.load().images
+
+    def photo_path(sha256: str) -> str:
+        record = images.get(sha256)
+        return str(store.path_of(record)) if record else f"{sha256} (deleted since)"
+
+    if metrics.get("per_class"):
+        table = Table(title="Per class", box=box.SIMPLE_HEAD)
+        for column in ("class", "precision", "recall", "F1", "test photos"):
+            table.add_column(column, justify="left" if column == "class" else "right")
+        for label, row in metrics["per_class"].items():
+            figures = (row["precision"], row["recall"], row["f1"])
+            table.add_row(escape(label), *(f"{v:.2f}" for v in figures), str(row["support"]))
+        console.print(table)
     for loss in metrics.get("top_losses", [])[:5]:
         console.print(
             escape(
                 f"  wrong: {loss['source']} is {loss['true']!r}, predicted {loss['predicted']!r}"
-                f" ({loss['probability']:.2f})"
+                f" ({loss['probability']:.2f}); photo {photo_path(loss['sha256'])}"
             )
         )
     for p in paths:
         console.print(escape(f"wrote {p}"))
+    if compare is not None:
+        _print_side_by_side(settings, str(metrics["model"]), compare, photo_path)
+
+
+def _print_side_by_side(
+    settings: Settings, version: str, other: str, photo_path: Callable[[str], str]
+) -> None:
+    """``lookalike evaluate --compare``: both versions on the same test photos."""
+    from lookalike.training.evaluation_views import side_by_side
+
+    a, b, diff = side_by_side(settings, version, other)
+    table = Table(
+        title=f"{version} beside {other} on test set v{diff['test_version']}"
+        f" ({diff['shared']} photos both answered)",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("")
+    table.add_column(version, justify="right")
+    table.add_column(other, justify="right")
+
+    def shown(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    table.add_row("accuracy", shown(a["accuracy"]), shown(b["accuracy"]))
+    table.add_row("macro-F1", shown(a["macro_f1"]), shown(b["macro_f1"]), end_section=True)
+    for row in diff["per_class"]:
+        recalls = (shown(row["recall"]), shown(row["compare_recall"]))
+        table.add_row(escape(f"recall {row['label']}"), *recalls)
+    console.print(table)
+    for key, right, wrong in (
+        ("only_version_right", version, other),
+        ("only_compare_right", other, version),
+    ):
+        count = diff[f"{key}_count"]
+        console.print(f"Right with {right}, wrong with {wrong}: {count} photo(s)")
+        for photo in diff[key][:10]:
+            answer = photo["compare_predicted"] if right == version else photo["predicted"]
+            console.print(
+                escape(
+                    f"  {photo['source']} is {photo['true']!r}, {wrong} says {answer!r};"
+                    f" photo {photo_path(photo['sha256'])}"
+                )
+            )
+        if count > 10:
+            console.print(f"  ... and {count - 10} more")
 
 
 @app.command()

@@ -304,6 +304,63 @@ class Settings(BaseSettings):
         description="A class with fewer photos than this share of the typical class's is"
         " flagged as underrepresented.",
     )
+    check_mislabel_folds: int = Field(
+        5,
+        ge=2,
+        le=20,
+        description="Cross-validation folds for the out-of-fold probabilities that confident"
+        " learning (cleanlab) judges labels by.",
+    )
+    check_blur_sharpness: float = Field(
+        0.015,
+        ge=0,
+        description="A dataset photo whose face sharpness (see judge_min_sharpness) is below"
+        " this is flagged as blurred. Sharp ORL faces measure 0.04 and up; blurred ones"
+        " (Gaussian, sigma 3) 0.006 and down.",
+    )
+    check_dark_brightness: float = Field(
+        40,
+        ge=0,
+        le=255,
+        description="A dataset photo whose face's mean brightness (0-255) is below this is"
+        " flagged as too dark.",
+    )
+    check_small_face_px: float = Field(
+        32,
+        ge=0,
+        description="A dataset photo whose face is narrower than this (pixels) is flagged as"
+        " too small to learn from.",
+    )
+
+    # --- the admins' review queue (/admin/review) -------------------------------------------------
+    review_feedback_max: int = Field(
+        200,
+        ge=0,
+        le=10_000,
+        description="Most visitor photos with an 'I look more like X' answer in the review"
+        " queue at once (newest first; kept photos only, with consent).",
+    )
+    review_low_confidence_below: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A kept visitor photo whose best class had a probability under this is a"
+        " low-confidence prediction, a candidate for labelling in the review queue.",
+    )
+    review_low_confidence_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of the low-confidence kept photos sampled into the review queue (a"
+        " stable sample: drawn from each prediction's id); 0 turns the sampling off.",
+    )
+    review_low_confidence_max: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="Most sampled low-confidence photos in the review queue at once (newest"
+        " first).",
+    )
 
     # --- joining the gallery (a short face video or a few photos) --------------------------------
     video_max_bytes: int = Field(

@@ -10,6 +10,8 @@
     models/mNNNN/                   face/image model versions (``artifacts``)
     names/nNNNN/                    name generator versions (``names.store``)
     reports/mNNNN/                  ``lookalike evaluate``'s metrics.json + confusion.png
+    reports/mNNNN/evaluation-tK.json  the evaluation views on test set version K (a cache)
+    reports/dataset-check.json      the dataset checks' latest report (``data.review``)
     retrain.lock                    held by the running retrain (pid and start time inside)
     names.lock                      held by the running name generator training
     retrain.enqueue.lock            held while a retrain is queued (``jobs``)
@@ -79,6 +81,15 @@ class DataDir:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def dataset_check(self) -> Path:
+        return self.reports / "dataset-check.json"
+
+    def evaluation_view(self, version: str, test_version: int) -> Path:
+        """The cached evaluation views of model ``version`` on test set ``test_version``
+        (``version`` must already be a checked version name: it becomes a folder)."""
+        return self.reports / version / f"evaluation-t{int(test_version)}.json"
 
     def artifact(self, relative: str | Path) -> Path:
         """An artifact directory named relative to the data dir (as the registry records

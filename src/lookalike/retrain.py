@@ -19,6 +19,7 @@ without a restart. Embeddings are cached by image hash, so a retrain embeds only
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from lookalike.artifacts import load_model
 from lookalike.config import Settings
+from lookalike.data.apply_decisions import apply_review_decisions
 from lookalike.data.contributors import gather_contributors
 from lookalike.data.personal import GatherReport
 from lookalike.data.visitors import gather_visitor_photos
@@ -37,6 +39,8 @@ from lookalike.kinds import Trigger
 from lookalike.registry import Registry
 from lookalike.training.compare import GateDecision, compare_models
 from lookalike.training.train import Progress, TrainReport, train
+
+log = logging.getLogger("lookalike.retrain")
 
 
 class RetrainRunning(LookalikeError):
@@ -107,6 +111,7 @@ def retrain(
             reg.adopt_existing()  # models from before the registry are never taken for orphans
             reg.remove_orphans()
             visitors = gather_visitor_photos(settings, reg.engine)
+            apply_review_decisions(settings, reg.engine)  # admins' reviews; no undo after
             contributors = gather_contributors(settings, reg.engine)
             report = train(
                 settings,
@@ -117,13 +122,15 @@ def retrain(
                 strict=strict,
             )
             created_by = f"{actor} ({trigger})"
-            reg.register_model(load_model(settings.home, report.version).info, created_by)
+            info = load_model(settings.home, report.version).info
+            reg.register_model(info, created_by)
             if progress:
                 progress("compare", 0, 1)
             champion_version = reg.champion()
             decision = challenge(settings, reg, report.version, created_by)
             if progress:
                 progress("compare", 1, 1)
+            refresh_checks(settings, info.backbone)
             return RetrainResult(
                 visitors=visitors,
                 contributors=contributors,
@@ -136,6 +143,17 @@ def retrain(
     finally:
         if own:
             reg.close()
+
+
+def refresh_checks(settings: Settings, backbone: str) -> None:
+    """The dataset checks after a retrain (their counts show on the admin dashboard). Never
+    fails the retrain: the model is registered and decided by now."""
+    from lookalike.data.review import check_and_report
+
+    try:
+        check_and_report(settings, backbone)
+    except Exception:
+        log.exception("the dataset checks failed after the retrain")
 
 
 def challenge(settings: Settings, registry: Registry, version: str, actor: str) -> GateDecision:

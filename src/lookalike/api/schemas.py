@@ -336,3 +336,79 @@ class ContributionCreated(ContributionPublic):
     deletion_code: str = Field(
         description="The same, as one code to paste into the /forget page: c.<id>.<token>"
     )
+
+
+# --- the admins' review queue ---------------------------------------------------------------
+
+
+class ReviewDecisionCreate(_In):
+    item: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The queue item's id: `<kind>:<sha256>` for a dataset photo,"
+        " `<kind>:<prediction id>` for a visitor's photo",
+    )
+    action: Literal["keep", "relabel", "delete", "not_a_face", "label"] = Field(
+        description="keep, relabel, delete or not_a_face for a dataset photo; keep, label,"
+        " delete or not_a_face for a visitor's photo"
+    )
+    label: str | None = Field(
+        None,
+        max_length=255,
+        description="The class (existing or new) for relabel and label; ignored otherwise",
+    )
+
+
+class ReviewDecisionPublic(BaseModel):
+    """One decision of the audit trail."""
+
+    id: int
+    item: str = Field(description="The queue item it was made on")
+    kind: str
+    sha256: str | None
+    prediction_id: str | None
+    action: Literal["keep", "relabel", "delete", "not_a_face", "label"]
+    label_before: str | None
+    label_after: str | None
+    score: float | None
+    actor: str = Field(description="Who decided (a user, or token:<name>)")
+    decided_at: datetime
+    state: Literal["pending", "undone", "applied"] = Field(
+        description="pending: waits for the next retrain and can be undone; applied: a"
+        " retrain used it; undone: withdrawn (or replaced by a newer decision)"
+    )
+    undone_at: datetime | None
+    undone_by: str | None
+    applied_at: datetime | None
+    applied_revision: int | None = Field(description="The dataset revision it was applied in")
+    result: str | None = Field(description="What applying it did")
+
+
+class ReviewDecisionList(BaseModel):
+    data: list[ReviewDecisionPublic]
+    count: int
+
+
+class ReviewItemPublic(BaseModel):
+    """A photo that needs an admin's eye."""
+
+    id: str = Field(description="`<kind>:<sha256 or prediction id>`")
+    kind: str = Field(description="A dataset check's kind, visitor_feedback or low_confidence")
+    label: str | None = Field(description="Its class (a visitor's photo: the model's answer)")
+    suggested_label: str | None
+    score: float = Field(description="Higher: worse (comparable within a kind)")
+    reason: str
+    sha256: str | None
+    prediction_id: str | None
+    source: str | None = Field(description="Where a dataset photo was imported from")
+    image_url: str
+    pending: ReviewDecisionPublic | None = Field(description="Its decision waiting to apply")
+
+
+class ReviewQueuePublic(BaseModel):
+    data: list[ReviewItemPublic] = Field(description="Grouped by kind and class, worst first")
+    count: int = Field(description="Items matching the filters")
+    total: int = Field(description="Items in the whole queue")
+    kinds: dict[str, int] = Field(description="Items per kind in the whole queue")
+    classes: list[str] = Field(description="The dataset's classes")
+    report_at: datetime | None = Field(description="When the dataset check last ran")

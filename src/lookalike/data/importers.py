@@ -17,7 +17,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from lookalike.config import Settings
@@ -29,6 +29,7 @@ from lookalike.errors import InvalidImage, InvalidInput, LookalikeError
 from lookalike.fsutil import file_lock
 from lookalike.vision.backbones import Analysis, Backbone, create_backbone
 from lookalike.vision.images import DecodedImage, decode_image
+from lookalike.vision.quality import measure
 
 IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 MAX_LABEL_LENGTH = 100
@@ -383,6 +384,7 @@ class _Outcome:
     analysis: Analysis | None = None
     known: bool = False  # already in the dataset before this import (decided by the main thread)
     warnings: list[str] = field(default_factory=list)
+    quality: dict[str, float] | None = None
     ok: bool = False
 
 
@@ -420,6 +422,11 @@ def _analyze(
         problem(p)
     out.warnings = [p.code for p in problems if p.severity == "warning"]
     out.ok = out.analysis is not None and not any(p.severity == "error" for p in problems)
+    if out.ok and out.analysis is not None and out.analysis.crop is not None:
+        face = out.analysis.face
+        if face is not None:
+            measured = asdict(measure(out.analysis.crop, face))
+            out.quality = {k: round(float(v), 5) for k, v in measured.items()}
     return out
 
 
@@ -471,6 +478,7 @@ def _commit(
         face_index=analysis.face_index,
         face_box=[round(v, 1) for v in face.box] if face else None,
         warnings=out.warnings,
+        quality=out.quality,
     )
     report.added += 1
     report.classes[item.label] += 1

@@ -6,12 +6,18 @@ blurred) look at one photo at a time; these look at the photos together, in the 
 space of the dataset's backbone (read from the embedding cache; only photos missing from it
 are embedded):
 
+* ``several_faces``, ``too_small``, ``too_dark``, ``blurred``: the photo itself, from what
+  the import measured (``ImageRecord.faces_found`` and ``quality``; thresholds in settings);
 * ``near_duplicate``: two photos this similar are one view twice (within a class it weighs
   that view double; across classes one of the two labels is wrong);
 * ``outlier``: a photo far from the rest of its class, measured against how spread the class
   is (a robust z-score of its similarity to the class's other photos);
+* ``likely_mislabelled``: confident learning (``cleanlab.filter.find_label_issues``) on
+  out-of-fold probabilities of a logistic regression over the embeddings, with the class
+  the photo most likely belongs to suggested; cleanlab is the ``quality`` extra, and the
+  check says so in the report when it is missing;
 * ``closer_to_another_class``: a photo nearer another class's centre than its own, with that
-  class as the suggested label (a simple, explainable stand-in for confident learning);
+  class as the suggested label (a simple, explainable signal, no model fitted);
 * ``class_imbalance``: a class with far fewer photos than the typical class.
 
 Each check is a function registered in ``DATASET_CHECKS``; ``review_dataset`` runs them all.
@@ -29,7 +35,7 @@ import numpy as np
 from lookalike.config import Settings
 from lookalike.data.cache import embedding_cache
 from lookalike.data.embed import Embedder
-from lookalike.data.store import DatasetStore, ImageRecord
+from lookalike.data.store import DatasetStore, ImageRecord, now_iso
 from lookalike.fsutil import atomic_write_json
 from lookalike.vision.backbones import create_backbone, l2_normalize
 
@@ -56,6 +62,12 @@ class Embedded:
 
 
 DatasetCheck = Callable[[Embedded, Settings], list[Flag]]
+
+
+class CheckSkipped(Exception):
+    """A check that cannot run here (a missing extra, too little data): said in the report."""
+
+
 MIN_SPREAD = 0.03  # cosine
 BLOCK = 1024  # rows compared at once for near-duplicates
 DATASET_CHECKS: dict[str, DatasetCheck] = {}
@@ -67,6 +79,68 @@ def dataset_check(name: str) -> Callable[[DatasetCheck], DatasetCheck]:
         return fn
 
     return register
+
+
+def _below(data: Embedded, kind: str, measure: str, least: float, say: str) -> list[Flag]:
+    """A flag for each photo whose import ``measure`` is below ``least``; the score is how
+    far below, as a share of ``least``."""
+    flags = []
+    for record in data.records:
+        value = (record.quality or {}).get(measure)
+        if value is not None and least > 0 and value < least:
+            reason = say.format(value=value, least=least)
+            score = (least - value) / least
+            flags.append(Flag(kind, record.label, score, reason, record.sha256, record.source))
+    return flags
+
+
+@dataset_check("several_faces")
+def several_faces(data: Embedded, settings: Settings) -> list[Flag]:
+    flags = []
+    for record in data.records:
+        if (record.faces_found or 0) >= 2:
+            reason = (
+                f"{record.faces_found} faces in the photo; the largest was learned as"
+                f" {record.label!r}: crop it to one person, or delete it"
+            )
+            flags.append(
+                Flag(
+                    "several_faces",
+                    record.label,
+                    float(record.faces_found or 0) - 1,
+                    reason,
+                    record.sha256,
+                    record.source,
+                )
+            )
+    return flags
+
+
+@dataset_check("too_small")
+def too_small(data: Embedded, settings: Settings) -> list[Flag]:
+    say = "the face is {value:.0f} px across (under {least:.0f}): too little to learn from"
+    return _below(data, "too_small", "face_px", settings.check_small_face_px, say)
+
+
+@dataset_check("too_dark")
+def too_dark(data: Embedded, settings: Settings) -> list[Flag]:
+    say = "the face is dark (brightness {value:.0f} of 255, under {least:.0f})"
+    return _below(data, "too_dark", "brightness", settings.check_dark_brightness, say)
+
+
+@dataset_check("blurred")
+def blurred(data: Embedded, settings: Settings) -> list[Flag]:
+    say = "the face is blurred (sharpness {value:.4f}, under {least:.4f})"
+    flags = _below(data, "blurred", "sharpness", settings.check_blur_sharpness, say)
+    measured = {f.sha256 for f in flags}
+    for record in data.records:  # imported before the measures were kept: the warning
+        if record.quality is None and "blurry" in record.warnings:
+            reason = "looked blurred when imported"
+            if record.sha256 not in measured:
+                flags.append(
+                    Flag("blurred", record.label, 0.5, reason, record.sha256, record.source)
+                )
+    return flags
 
 
 @dataset_check("near_duplicate")
@@ -166,6 +240,65 @@ def closer_to_another_class(data: Embedded, settings: Settings) -> list[Flag]:
     return flags
 
 
+def out_of_fold_probabilities(data: Embedded, folds: int, seed: int = 0) -> np.ndarray:
+    """Each photo's class probabilities from a logistic regression that never saw it
+    (stratified folds), as confident learning needs."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    model = LogisticRegression(C=10.0, max_iter=2000)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    proba: np.ndarray = cross_val_predict(
+        model, data.vectors, data.labels, cv=cv, method="predict_proba"
+    )
+    return proba
+
+
+@dataset_check("likely_mislabelled")
+def likely_mislabelled(data: Embedded, settings: Settings) -> list[Flag]:
+    try:
+        from cleanlab.filter import find_label_issues
+    except ImportError:
+        raise CheckSkipped(
+            "cleanlab is not installed: pip install 'lookalike[quality]' to find mislabelled"
+            " photos by confident learning (closer_to_another_class still runs)."
+        ) from None
+    counts = np.bincount(data.labels, minlength=len(data.classes))
+    if len(data.classes) < 2 or counts.min() < 2:
+        small = [data.classes[c] for c in np.flatnonzero(counts < 2)]
+        raise CheckSkipped(
+            "confident learning needs at least 2 classes of at least 2 photos each"
+            + (f"; too few: {', '.join(small[:5])}" if small else "")
+        )
+    folds = int(min(settings.check_mislabel_folds, counts.min()))
+    proba = out_of_fold_probabilities(data, folds)
+    issues = find_label_issues(
+        labels=data.labels, pred_probs=proba, return_indices_ranked_by="self_confidence"
+    )
+    flags = []
+    for row in map(int, issues):
+        record, own = data.records[row], int(data.labels[row])
+        best = int(np.argmax(proba[row]))
+        if best == own:
+            continue
+        reason = (
+            f"a model that never saw it gives {data.classes[best]!r} {proba[row, best]:.2f} and"
+            f" its label {data.classes[own]!r} {proba[row, own]:.2f}"
+        )
+        flags.append(
+            Flag(
+                "likely_mislabelled",
+                record.label,
+                round(1.0 - float(proba[row, own]), 4),
+                reason,
+                record.sha256,
+                record.source,
+                suggested_label=data.classes[best],
+            )
+        )
+    return flags
+
+
 @dataset_check("class_imbalance")
 def class_imbalance(data: Embedded, settings: Settings) -> list[Flag]:
     counts = np.bincount(data.labels, minlength=len(data.classes))
@@ -190,6 +323,7 @@ class Review:
     classes: int
     backbone: str
     flags: list[Flag] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # check -> why it did not run
 
     def counts(self) -> dict[str, int]:
         out = {kind: 0 for kind in DATASET_CHECKS}
@@ -208,6 +342,7 @@ class Review:
             "classes": self.classes,
             "backbone": self.backbone,
             "counts": self.counts(),
+            "skipped": self.skipped,
             "flags": [asdict(f) for f in self.flags],
         }
 
@@ -237,11 +372,22 @@ def review_dataset(settings: Settings, backbone_name: str | None = None) -> Revi
     """Every registered check over the dataset; flags worst first within each kind."""
     data, key = embedded(settings, backbone_name)
     review = Review(images=len(data.records), classes=len(data.classes), backbone=key)
-    for check in DATASET_CHECKS.values():
-        review.flags += sorted(check(data, settings), key=lambda f: -f.score)
+    for name, check in DATASET_CHECKS.items():
+        try:
+            review.flags += sorted(check(data, settings), key=lambda f: -f.score)
+        except CheckSkipped as why:
+            review.skipped[name] = str(why)
     return review
 
 
 def write_review(review: Review, path: Path) -> Path:
-    atomic_write_json(path, review.to_dict())
+    atomic_write_json(path, {**review.to_dict(), "written_at": now_iso()})
     return path
+
+
+def check_and_report(settings: Settings, backbone_name: str | None = None) -> Review:
+    """Run every check and write the report the admin pages read (after each import and
+    retrain, and by ``lookalike check``)."""
+    review = review_dataset(settings, backbone_name)
+    write_review(review, settings.data_dir.dataset_check)
+    return review

@@ -63,6 +63,9 @@ class ImageRecord:
     face_box: list[float] | None = None
     warnings: list[str] = field(default_factory=list)
     added_at: str = field(default_factory=now_iso)
+    # The face's measures at import (vision.quality: face_px, brightness, sharpness), for
+    # the dataset checks; None before they were kept, or without a face.
+    quality: dict[str, float] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImageRecord:

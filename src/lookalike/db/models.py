@@ -421,3 +421,48 @@ prediction_hour_labels = _label_rollup("prediction_hour_labels", "hour")
 prediction_day_labels = _label_rollup(
     "prediction_day_labels", "day", *_histogram("l", LATENCY_EDGES_MS)
 )
+
+
+REVIEW_ACTIONS = ("keep", "relabel", "delete", "not_a_face", "label")
+
+
+class ReviewDecision(Base):
+    """One admin decision on an item of the review queue: a flagged dataset photo (``sha256``)
+    or a visitor's kept photo (``prediction_id``), and what became of it.
+
+    The audit trail: a row is never deleted and its decision never rewritten. An undo (or a
+    newer decision on the same item) stamps ``undone_*``; the retrain that applies it stamps
+    ``applied_*``, after which it can no longer be undone (``lookalike.data.decisions``)."""
+
+    __tablename__ = "review_decisions"
+    __table_args__ = (
+        CheckConstraint(
+            "action IN ('keep', 'relabel', 'delete', 'not_a_face', 'label')", name="action"
+        ),
+        CheckConstraint(
+            "(sha256 IS NOT NULL AND prediction_id IS NULL)"
+            " OR (sha256 IS NULL AND prediction_id IS NOT NULL)",
+            name="target",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))  # the flag's kind, or a visitor photo's
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    prediction_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    label_before: Mapped[str | None] = mapped_column(String(255))
+    label_after: Mapped[str | None] = mapped_column(String(255))
+    score: Mapped[float | None] = mapped_column(Float)  # the flag's score when decided
+    actor: Mapped[str] = mapped_column(String(255))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True, default=utcnow)
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    undone_by: Mapped[str | None] = mapped_column(String(255))
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The dataset catalog's revision once applied: the first model version trained on a
+    # revision at least this one (model_versions.dataset_revision) learnt from it.
+    applied_revision: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[str | None] = mapped_column(Text)  # what applying it did, in words
+
+    def __repr__(self) -> str:
+        return f"ReviewDecision(id={self.id!r}, action={self.action!r}, kind={self.kind!r})"

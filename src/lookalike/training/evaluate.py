@@ -4,12 +4,13 @@ a saved model (``lookalike evaluate``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lookalike.artifacts import backbone_for, load_model
+from lookalike.artifacts import TrainedModel, backbone_for, load_model
 from lookalike.config import Settings
 from lookalike.data.cache import embedding_cache
 from lookalike.data.embed import Embedder
@@ -138,27 +139,56 @@ def labelled_arrays(
     return x.astype(np.float32), y, kept
 
 
+@dataclass
+class HeldOutAnswers:
+    """A model's answers to the photos of a frozen test set version: the photos it could
+    answer (``kept``, in hash order), their class indices ``y``, its probabilities and match
+    scores; ``unanswered``: test photos of known classes its backbone found no face in."""
+
+    kept: list[ImageRecord]
+    y: np.ndarray
+    proba: np.ndarray
+    match: np.ndarray
+    unanswered: int
+
+
+def held_out_records(settings: Settings, labels: list[str], test_version: int) -> list[ImageRecord]:
+    """The photos of ``test_version``'s test set whose class the model knows, in hash order
+    (photos deleted from the dataset since are gone)."""
+    catalog = DatasetStore(settings).load()
+    hashes = SplitStore(settings).load().test_hashes(test_version)
+    known = set(labels)
+    images = catalog.images
+    return [images[h] for h in sorted(hashes) if h in images and images[h].label in known]
+
+
+def held_out_answers(
+    settings: Settings, model: TrainedModel, records: list[ImageRecord]
+) -> HeldOutAnswers:
+    """``model``'s answers to ``records`` (embeddings through the cache)."""
+    info = model.info
+    store = DatasetStore(settings)
+    index = {label: i for i, label in enumerate(info.labels)}
+    embedder = Embedder(backbone_for(info, settings), embedding_cache(settings.data_dir))
+    result = embedder.embed_files({r.sha256: store.path_of(r) for r in records})
+    x, y, kept = labelled_arrays(records, result.vectors, index, model.gallery.shape[1])
+    empty = np.zeros((0, len(info.labels)))
+    proba, _, match = model.classify(x) if len(x) else (empty, empty, empty)
+    return HeldOutAnswers(kept, y, proba, match, len(records) - len(kept))
+
+
 def evaluate_version(
     settings: Settings, version: str | None, out_dir: Path | None = None
 ) -> tuple[dict[str, Any], list[Path]]:
     """Re-evaluate a saved model on the frozen test set version it records."""
     model = load_model(settings.home, version)
     info = model.info
-    store = DatasetStore(settings)
-    catalog = store.load()
-    splits = SplitStore(settings).load()
-    hashes = splits.test_hashes(info.test_version)
-    index = {label: i for i, label in enumerate(info.labels)}
-    records = [
-        catalog.images[h] for h in sorted(hashes) if h in catalog.images
-        and catalog.images[h].label in index
-    ]  # fmt: skip
-    embedder = Embedder(backbone_for(info, settings), embedding_cache(settings.data_dir))
-    result = embedder.embed_files({r.sha256: store.path_of(r) for r in records})
-    x, y, kept = labelled_arrays(records, result.vectors, index, model.gallery.shape[1])
-    proba, _, match = model.classify(x) if len(x) else (np.zeros((0, 0)),) * 3
+    answers = held_out_answers(
+        settings, model, held_out_records(settings, info.labels, info.test_version)
+    )
+    kept = answers.kept
     metrics = compute_metrics(
-        proba, match, y, info.labels, info.threshold,
+        answers.proba, answers.match, answers.y, info.labels, info.threshold,
         [r.sha256 for r in kept], [r.source for r in kept],
     )  # fmt: skip
     metrics["model"] = info.version

@@ -304,3 +304,33 @@ def test_one_day_axes(page: Any, server: str, seed: Seed, analytics: None) -> No
     assert not any(no_seconds.search(t) for t in x["ticks"]), x
     assert_whole_ticks(axis(page, "volume", "yaxis")["ticks"], "volume per hour")
     page.screenshot(path=str(ARTIFACTS / "dashboard_one_day.png"), full_page=True)
+
+
+def test_data_quality_counts_link_into_the_review_queue(
+    page: Any, server: str, seeded: tuple[Any, Seed]
+) -> None:
+    """The dataset checks ran after the seed's retrains; the dashboard shows their counts,
+    the same as the report's, each kind with flags a link into the queue on that kind."""
+    import json
+
+    settings, _ = seeded
+    report = json.loads(settings.data_dir.dataset_check.read_text())
+    sign_in(page, server, "/admin")
+    card = page.locator("#quality-card")
+    expect(card).to_have_attribute("data-state", "ready")
+    expect(page.locator("#quality-note")).to_contain_text("checked")
+    rows = card.locator("tbody tr")
+    shown = {
+        rows.nth(i).get_attribute("data-kind"): int(rows.nth(i).locator("td").inner_text())
+        for i in range(rows.count())
+    }
+    assert len(shown) == 10  # 8 photo checks, visitors' feedback, low-confidence answers
+    for kind in ("likely_mislabelled", "closer_to_another_class", "near_duplicate", "outlier"):
+        assert shown[kind] == report["counts"][kind], (kind, shown, report["counts"])
+    flagged = [kind for kind, n in shown.items() if n]
+    assert flagged, "the seeded data has a near-duplicate and more"
+    assert card.locator(f"tr[data-kind='{flagged[-1]}'] a").count() == 1
+    assert card.locator("tbody tr:not(:has(a))").count() == 10 - len(flagged)  # nothing: no link
+    card.locator(f"tr[data-kind='{flagged[0]}'] a").click()  # opens the queue on that kind
+    expect(page).to_have_url(re.compile(rf"/admin/review\?kind={flagged[0]}$"))
+    expect(page.locator("#review-kind")).to_have_value(flagged[0])

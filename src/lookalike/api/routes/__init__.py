@@ -5,6 +5,7 @@ from lookalike.api.routes import (
     analytics,
     classes,
     contributions,
+    evaluation,
     health,
     images,
     login,
@@ -15,6 +16,7 @@ from lookalike.api.routes import (
     predictions,
     quote,
     review,
+    review_queue,
     uploads,
 )
 
@@ -31,6 +33,8 @@ ROUTERS = [
     login.router,
     admin.router,
     review.router,
+    review_queue.router,
+    evaluation.router,
     analytics.router,
     names.router,
     quote.router,

@@ -6,6 +6,12 @@
   promote / roll back (``web/static/admin_models.js`` over ``/api/models``).
 * ``GET /admin/contributions`` — contributions to review: approve a held one, delete one
   (``web/static/admin_contributions.js`` over ``/api/admin/contributions``).
+* ``GET /admin/evaluation`` — a model version's confusion matrix (click a cell: its photos),
+  top losses, per-class precision / recall, champion and challenger side by side
+  (``web/static/admin_evaluation.js`` over ``/api/admin/evaluation``).
+* ``GET /admin/review`` — the review queue: flagged dataset photos and visitors' photos to
+  label, decided with the keyboard (``web/static/admin_review.js`` over
+  ``/api/admin/review``).
 * ``GET /admin/assets/plotly.min.js`` — plotly.js as shipped inside the ``plotly`` package
   (never a CDN: the service works offline); cached for a year under its digest (``?v=``).
 * ``GET /api/admin/me`` — who the request is authenticated as.
@@ -137,3 +143,13 @@ def me(admin: AdminDep) -> AdminPublic:
 @router.get("/admin/contributions", response_class=HTMLResponse, include_in_schema=False)
 def admin_contributions(request: Request, admin: AdminDep) -> HTMLResponse:
     return _admin_page(request, admin, "admin_contributions.html", "contributions")
+
+
+@router.get("/admin/evaluation", response_class=HTMLResponse, include_in_schema=False)
+def admin_evaluation(request: Request, admin: AdminDep) -> HTMLResponse:
+    return _admin_page(request, admin, "admin_evaluation.html", "evaluation")
+
+
+@router.get("/admin/review", response_class=HTMLResponse, include_in_schema=False)
+def admin_review(request: Request, admin: AdminDep) -> HTMLResponse:
+    return _admin_page(request, admin, "admin_review.html", "review")

@@ -951,7 +951,60 @@
     );
   }
 
+  /* The dataset checks' counts (from the review queue's summary), each a link into the queue. */
+  var QUALITY_NAMES = {
+    likely_mislabelled: "Likely mislabelled",
+    closer_to_another_class: "Closer to another class",
+    several_faces: "Several faces",
+    near_duplicate: "Near-duplicates",
+    blurred: "Blurred",
+    too_dark: "Too dark",
+    too_small: "Face too small",
+    outlier: "Outliers",
+    visitor_feedback: "Visitors' \u201cI look more like\u201d",
+    low_confidence: "Low-confidence answers to label",
+  };
+
+  function loadQuality() {
+    var section = $("quality-card");
+    var body = section.querySelector("tbody");
+    var error = section.querySelector(".error");
+    return getJson("/api/admin/review?limit=1").then(
+      function (queue) {
+        clear(body);
+        Object.keys(QUALITY_NAMES).forEach(function (kind) {
+          var count = (queue.kinds || {})[kind] || 0;
+          var row = make("tr");
+          var name = make("th");
+          name.scope = "row";
+          if (count) {
+            var link = make("a", null, QUALITY_NAMES[kind]);
+            link.href = "/admin/review?kind=" + encodeURIComponent(kind);
+            name.appendChild(link);
+          } else {
+            name.textContent = QUALITY_NAMES[kind];
+          }
+          row.dataset.kind = kind;
+          row.appendChild(name);
+          row.appendChild(make("td", "num", String(count)));
+          body.appendChild(row);
+        });
+        $("quality-note").textContent = queue.report_at
+          ? queue.total + " photo(s) to review; checked " + wallString(queue.report_at) + "."
+          : "The dataset checks have not run yet (lookalike check, or the next import or retrain).";
+        section.removeAttribute("aria-busy");
+        section.dataset.state = "ready";
+      },
+      function (exc) {
+        error.textContent = "The data-quality counts could not be loaded: " + exc.message;
+        error.hidden = false;
+        section.removeAttribute("aria-busy");
+      }
+    );
+  }
+
   function init() {
+    loadQuality();
     el.root = $("dashboard");
     el.form = $("filters");
     el.start = $("filter-start");
