@@ -152,3 +152,17 @@ def test_a_check_that_cannot_run_says_why(tmp_path: Path, orl: Orl) -> None:
     assert report["counts"]["likely_mislabelled"] == 0
     proc = run("check", "--home", settings.home)
     assert proc.returncode == 0 and "skipped" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_checks_never_fork(flawed: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """They run inside the web service's job worker after a retrain: a process forked from a
+    threaded server can deadlock (cleanlab forks a pool unless told not to)."""
+    import os
+
+    def no_fork() -> int:
+        raise AssertionError("a dataset check forked a process")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    review = review_dataset(flawed)
+    assert "likely_mislabelled" not in review.skipped
+    assert any(f.kind == "likely_mislabelled" for f in review.flags)

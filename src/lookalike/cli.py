@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -25,6 +25,9 @@ from lookalike.config import Settings, get_settings
 from lookalike.errors import CannotJudge, DatasetError, InvalidInput, LookalikeError
 from lookalike.kinds import Trigger
 from lookalike.names.cli import app as names_app
+
+if TYPE_CHECKING:
+    from lookalike.data.personal import GatherReport
 
 app = typer.Typer(
     help="Which class (person, character, celebrity) does a face look like?",
@@ -303,17 +306,30 @@ def retrain(
                     "figures": result.decision.figures,
                     "embedded": result.report.embedded,
                     "cached": result.report.cached,
+                    "visitor_photos": _gathered(result.visitors),
+                    "contributor_crops": _gathered(result.contributors),
                     "seconds": result.seconds,
                 },
                 indent=1,
             )
         )
         return
+    gathered_both = (
+        ("Visitors' photos", result.visitors),
+        ("Contributors' crops", result.contributors),
+    )
+    for what, gathered in gathered_both:
+        if gathered.added or gathered.forgotten:
+            console.print(f"{what}: {gathered.added} added, {gathered.forgotten} removed.")
     console.print(
         f"Challenger [bold]{result.version}[/] in {result.seconds:.1f} s (embedded"
         f" {result.report.embedded}, cached {result.report.cached})."
     )
     _print_decision(result.promoted, result.champion, result.decision.reason)
+
+
+def _gathered(gathered: GatherReport) -> dict[str, int]:
+    return {"added": gathered.added, "removed": gathered.forgotten}
 
 
 @app.command()

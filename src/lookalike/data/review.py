@@ -272,8 +272,13 @@ def likely_mislabelled(data: Embedded, settings: Settings) -> list[Flag]:
         )
     folds = int(min(settings.check_mislabel_folds, counts.min()))
     proba = out_of_fold_probabilities(data, folds)
+    # n_jobs=1: cleanlab otherwise forks a process pool, which deadlocks when the checks run
+    # inside a threaded server (a retrain in the web service's job worker).
     issues = find_label_issues(
-        labels=data.labels, pred_probs=proba, return_indices_ranked_by="self_confidence"
+        labels=data.labels,
+        pred_probs=proba,
+        return_indices_ranked_by="self_confidence",
+        n_jobs=1,
     )
     flags = []
     for row in map(int, issues):
