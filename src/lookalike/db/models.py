@@ -397,6 +397,7 @@ prediction_hours = Table(
     *_histogram("m", MATCH_SCORE_EDGES),
     *_histogram("l", LATENCY_EDGES_MS),
     sqlite_with_rowid=False,
+    info={"derived": True},  # kept by the predictions' triggers: a backup leaves it out
 )
 
 
@@ -414,6 +415,7 @@ def _label_rollup(name: str, period: str, *more: Column[int]) -> Table:
         _count("dislikes"),
         *more,
         sqlite_with_rowid=False,
+        info={"derived": True},
     )
 
 
