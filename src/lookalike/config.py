@@ -11,6 +11,7 @@ import hmac
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -128,6 +129,53 @@ class Settings(BaseSettings):
     nearest_k: int = Field(5, ge=1, description="Nearest reference images returned per prediction.")
     flip_tta: bool = Field(
         True, description="Embed each face and its mirror image and average them (more robust)."
+    )
+
+    # --- fine-tuning (the `finetune` head: the network itself is trained; needs torch) -------
+    finetune_epochs: int = Field(
+        30, ge=1, description="Fine-tuning: most epochs (early stopping usually ends sooner)."
+    )
+    finetune_batch_size: int = Field(32, ge=1, description="Fine-tuning: images per batch.")
+    finetune_lr: float = Field(
+        1e-3, gt=0, description="Fine-tuning: Adam's learning rate for the new classifier."
+    )
+    finetune_backbone_lr_factor: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Fine-tuning: the pretrained network learns at finetune_lr times this"
+        " (0 freezes it), so the random classifier does not wreck its features early on.",
+    )
+    finetune_dropout: float = Field(
+        0.2, ge=0, lt=1, description="Fine-tuning: dropout before the classifier."
+    )
+    finetune_label_smoothing: float = Field(
+        0.1, ge=0, lt=1, description="Fine-tuning: label smoothing of the cross-entropy."
+    )
+    finetune_scheduler: Literal["plateau", "cosine", "none"] = Field(
+        "plateau",
+        description="Fine-tuning: learning-rate schedule. plateau: halve it after an epoch"
+        " without a better validation loss; cosine: anneal it to 0 over finetune_epochs.",
+    )
+    finetune_patience: int = Field(
+        3,
+        ge=1,
+        description="Fine-tuning: stop after this many epochs without a better validation"
+        " loss; the best epoch's weights are kept.",
+    )
+    finetune_augment: bool = Field(
+        True,
+        description="Fine-tuning: each training image gets one of a horizontal flip, a"
+        " brightness or a contrast jitter, at random.",
+    )
+    finetune_jitter: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="Fine-tuning: brightness shift and contrast factor range (1 +- this).",
+    )
+    finetune_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Fine-tuning: where to train; auto: CUDA when available, else CPU."
     )
 
     # --- the answer: same person, lookalikes, or cannot judge ---------------------------------
@@ -509,10 +557,11 @@ class Settings(BaseSettings):
         description="A challenger that adds classes must recognise them (mean recall on their"
         " test photos) at least this well.",
     )
-    jobs_redis_url: str = Field(
+    redis_url: str = Field(
         "",
-        description="Redis URL for the job queue (needs the redis package); empty: a SQLite"
-        " queue in the data dir.",
+        description="Redis shared by several app processes and workers"
+        " (redis://host:6379/0): the job queue and the rate limits. Empty: a SQLite queue in"
+        " the data dir and limits kept in each process.",
     )
     jobs_in_process: bool = Field(
         True,
