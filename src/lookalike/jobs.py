@@ -3,7 +3,7 @@ on demand; processing a contribution (joining the gallery); the daily retention 
 (contributions and kept photos older than ``retention_days``).
 
 The queue is a SQLite file in the data dir by default (``jobs.sqlite3``), Redis when
-``jobs_redis_url`` is set. ``lookalike worker`` runs the consumer; ``lookalike serve`` runs
+``redis_url`` is set. ``lookalike worker`` runs the consumer; ``lookalike serve`` runs
 one in its own process unless ``jobs_in_process`` is off. Schedules run in the server's
 local time. Every job goes through ``lookalike.retrain.retrain``, whose lock makes sure two
 retrains never overlap, whichever process or trigger started them.
@@ -31,16 +31,10 @@ log = logging.getLogger("lookalike.jobs")
 
 
 def create_queue(settings: Settings) -> Huey:
-    if settings.jobs_redis_url:
-        try:
-            from huey import RedisHuey
-        except ImportError as exc:  # huey imports redis lazily
-            raise LookalikeError(
-                "jobs_redis_url is set but the redis package is not installed:"
-                " pip install redis, or leave jobs_redis_url empty for the SQLite queue.",
-                code="jobs.redis_missing",
-            ) from exc
-        return RedisHuey("lookalike", url=settings.jobs_redis_url, utc=False)
+    if settings.redis_url:
+        from huey import RedisHuey
+
+        return RedisHuey("lookalike", url=settings.redis_url, utc=False)
     path = settings.data_dir.jobs_queue
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey("lookalike", filename=str(path), utc=False)

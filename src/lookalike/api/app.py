@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lookalike import __version__
 from lookalike.api.errors import install_error_handlers
 from lookalike.api.gallery import GalleryCache
-from lookalike.api.limits import BodySizeLimit, RateLimiter
+from lookalike.api.limits import BodySizeLimit, limiter, redis_client
 from lookalike.api.metrics import Metrics, MetricsMiddleware
 from lookalike.api.openapi import document_errors, install_openapi
 from lookalike.api.routes import ROUTERS
@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api/openapi.json",
         swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
     )
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
     state = app.state.lookalike = AppState(
         settings=settings,
         engine=engine,
@@ -145,9 +146,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store=store,
         templates=Jinja2Templates(directory=str(WEB_DIR / "templates")),
         metrics=Metrics(),
-        rate_limiter=RateLimiter(settings.rate_limit_per_minute),
-        login_limiter=RateLimiter(settings.login_attempts_per_minute),
-        contribution_limiter=RateLimiter(settings.contributions_per_hour, window=3600),
+        rate_limiter=limiter(settings.rate_limit_per_minute, name="requests", redis=redis),
+        login_limiter=limiter(settings.login_attempts_per_minute, name="sign-in", redis=redis),
+        contribution_limiter=limiter(
+            settings.contributions_per_hour, name="contributions", window=3600, redis=redis
+        ),
         gallery=GalleryCache(),
         names=NameGenerator(settings, registry),  # loads its model on first use
         quote_of_the_day=QuoteOfTheDay(settings, sessions),

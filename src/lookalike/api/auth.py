@@ -69,7 +69,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike import accounts
 from lookalike.api.errors import ApiError
-from lookalike.api.limits import RateLimiter, client_address
+from lookalike.api.limits import Limiter, client_address
 from lookalike.api.routing import flat_routes
 from lookalike.api.state import app_state
 from lookalike.config import Settings
@@ -434,7 +434,7 @@ async def require_csrf(request: Request, admin: Admin = Depends(require_admin)) 
 # --- sign-in rate limit -----------------------------------------------------------------------
 
 
-def login_limiter(request: Request) -> RateLimiter:
+def login_limiter(request: Request) -> Limiter:
     """The app's sign-in limiter (per client address)."""
     return app_state(request.app).login_limiter
 

@@ -5,25 +5,33 @@ refused (413 ``request.too_large``) before a byte of the body is read, and a bod
 length (chunked) is counted as it streams in and cut off at the limit, whatever the endpoint
 was doing with it.
 
-``RateLimiter`` is an in-memory sliding window per client address, used as a dependency on
-the public endpoints that do work (429 ``rate_limited`` with ``Retry-After``). It is per
-process: with several workers each keeps its own count.
+``RateLimiter`` is a sliding window per client address, used as a dependency on the public
+endpoints that do work (429 ``rate_limited`` with ``Retry-After``). In memory it is per
+process; ``RedisRateLimiter`` keeps the window in Redis (``redis_url``), so every app
+process on every machine counts the same hits. ``limiter`` picks one from the settings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike.api.errors import ApiError, error_body
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+log = logging.getLogger("lookalike.api")
 
 
 def _human(n: int) -> str:
@@ -202,6 +210,79 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._hits)
+
+
+class Limiter(Protocol):
+    per_minute: int
+
+    def hit(self, client: str) -> float | None: ...
+
+
+# One atomic step per hit: drop the hits older than the window, count, add this one if
+# allowed; answers 0 (allowed) or the milliseconds until the oldest hit leaves the window.
+_SLIDING_WINDOW = """
+local key, now, window, limit, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]),
+    tonumber(ARGV[3]), ARGV[4]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return math.max(1, math.ceil(tonumber(oldest[2]) + window - now))
+end
+redis.call('ZADD', key, now, member)
+redis.call('PEXPIRE', key, window)
+return 0
+"""
+
+
+class RedisRateLimiter:
+    """``RateLimiter``'s window in Redis, shared by every process (times in the Redis
+    server's clock, so the machines' clocks need not agree). While Redis cannot be reached
+    every hit is allowed (and logged once a minute): a limit never stops the service."""
+
+    def __init__(self, client: Redis, per_minute: int, *, window: float = 60.0, name: str) -> None:
+        self.client = client
+        self.per_minute = per_minute
+        self.window_ms = int(window * 1000)
+        self.prefix = f"lookalike:limit:{name}:"
+        self._script = client.register_script(_SLIDING_WINDOW)
+        self._warned = 0.0
+
+    def hit(self, client: str) -> float | None:
+        if self.per_minute <= 0:
+            return None
+        from redis.exceptions import RedisError
+
+        try:
+            seconds, micros = self.client.time()
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            wait_ms = int(
+                self._script(
+                    keys=[self.prefix + client],
+                    args=[now_ms, self.window_ms, self.per_minute, f"{now_ms}:{uuid.uuid4().hex}"],
+                )
+            )
+        except RedisError as exc:
+            if time.monotonic() - self._warned > 60:
+                self._warned = time.monotonic()
+                log.warning("rate limit not applied: Redis cannot be reached (%s)", exc)
+            return None
+        return wait_ms / 1000 if wait_ms else None
+
+
+def redis_client(url: str) -> Redis:
+    """A client that gives up quickly: a limit check must never hold a request."""
+    from redis import Redis
+
+    return Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+
+def limiter(
+    per_minute: int, *, name: str, window: float = 60.0, redis: Redis | None = None
+) -> Limiter:
+    """A limiter shared through ``redis`` when there is one, else in this process."""
+    if redis is not None:
+        return RedisRateLimiter(redis, per_minute, window=window, name=name)
+    return RateLimiter(per_minute, window=window)
 
 
 def client_address(request: Request) -> str:

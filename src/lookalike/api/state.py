@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.api.gallery import GalleryCache
-from lookalike.api.limits import RateLimiter
+from lookalike.api.limits import Limiter
 from lookalike.api.metrics import Metrics
 from lookalike.config import Settings
 from lookalike.contributions import EnrolledGallery
@@ -37,9 +37,9 @@ class AppState:
     store: ObjectStore  # uploads and photos kept with consent
     templates: Jinja2Templates
     metrics: Metrics  # a Prometheus registry of this app's own
-    rate_limiter: RateLimiter  # public endpoints, per client
-    login_limiter: RateLimiter  # sign-in attempts, per client
-    contribution_limiter: RateLimiter  # contributions per client and hour
+    rate_limiter: Limiter  # public endpoints, per client
+    login_limiter: Limiter  # sign-in attempts, per client
+    contribution_limiter: Limiter  # contributions per client and hour
     gallery: GalleryCache  # reference photos of the current model
     names: NameGenerator  # loads its model on first use
     quote_of_the_day: QuoteOfTheDay
