@@ -16,7 +16,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k sample -x"`.
 PYTEST_ARGS ?=
 LINT_PATHS := src tests bench
-SYSTEM_PACKAGES := chromium postgresql
+SYSTEM_PACKAGES := chromium postgresql redis-server dataset-fashion-mnist
 
 .PHONY: help venv system-deps test test-fast lint fmt demo bench clean distclean
 
@@ -28,7 +28,7 @@ help:
 	@echo "make fmt          ruff format + ruff check --fix"
 	@echo "make demo         build the demo data, import, train and serve (lookalike demo)"
 	@echo "make bench        run every bench/*.py"
-	@echo "make system-deps  apt-get install $(SYSTEM_PACKAGES) (root only; for browser/db tests)"
+	@echo "make system-deps  apt-get install $(SYSTEM_PACKAGES) (root only; browser/db/Redis tests, Fashion-MNIST)"
 	@echo "make clean        remove tool caches and build outputs (distclean: also .venv, .cache)"
 
 $(BIN)/python:
@@ -44,9 +44,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
-# The browser tests (chromium) and the database tests (a throwaway PostgreSQL cluster, see
-# tests/support/pg.py) need these Debian packages; `test` depends on this target. Installs only what
-# is missing, only as root (otherwise it prints the apt-get command and goes on).
+# The browser tests (chromium), the database tests (a throwaway PostgreSQL cluster, see
+# tests/support/pg.py), the Redis tests (tests/support/redis_server.py) and the Fashion-MNIST
+# loader's test and benchmark need these Debian packages; `test` depends on this target. Installs only what is missing, only as root
+# (otherwise it prints the apt-get command and goes on).
 system-deps:
 	@missing=""; \
 	for pkg in $(SYSTEM_PACKAGES); do \

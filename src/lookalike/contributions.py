@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from lookalike.artifacts import TrainedModel, backbone_for, load_model
@@ -255,12 +255,17 @@ def process(
     ``model``: the serving model whose embedding space enrols it (default: the registry's
     champion). A contribution deleted while it is processed leaves nothing behind."""
     store = ObjectStore(settings)
-    with Session(engine) as session:
+    with Session(engine) as session, session.begin():
+        # Claimed in one statement: a contribution queued twice is processed once.
+        claimed = session.execute(
+            update(Contribution)
+            .where(Contribution.id == contribution_id, Contribution.status == QUEUED)
+            .values(status=PROCESSING, progress=0.0, updated_at=utcnow())
+        )
         row = session.get(Contribution, contribution_id)
-        if row is None or row.status != QUEUED:
+        if row is None or not getattr(claimed, "rowcount", 0):
             return row.status if row is not None else "deleted"
         session.expunge(row)
-    _update(engine, contribution_id, status=PROCESSING, progress=0.0)
     started = time.perf_counter()
     try:
         if model is None:

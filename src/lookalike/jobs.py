@@ -28,13 +28,19 @@ from lookalike.kinds import Trigger
 from lookalike.retrain import retrain, retrain_running
 
 log = logging.getLogger("lookalike.jobs")
+REQUEUE_MINUTES = 5  # how often contributions whose job was lost are queued again
+REQUEUE_AFTER_SECONDS = 120.0
 
 
 def create_queue(settings: Settings) -> Huey:
     if settings.redis_url:
         from huey import RedisHuey
 
-        return RedisHuey("lookalike", url=settings.redis_url, utc=False)
+        from redis import ConnectionPool
+
+        # A queue that cannot be reached answers at once, not after the OS's TCP timeout.
+        pool = ConnectionPool.from_url(settings.redis_url, socket_connect_timeout=2)
+        return RedisHuey("lookalike", connection_pool=pool, utc=False)
     path = settings.data_dir.jobs_queue
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey("lookalike", filename=str(path), utc=False)
@@ -149,16 +155,49 @@ class Jobs:
         def contribution_task(contribution_id: str) -> str:
             return run_contribution(settings, contribution_id)
 
+        @self.huey.periodic_task(_every(REQUEUE_MINUTES), name="requeue")
+        def requeue() -> int:
+            return self.requeue_contributions()
+
         self.retrain_task = retrain_task
         self.scheduled_retrain = scheduled_retrain
         self.new_images_check = new_images_check
         self.contribution_task = contribution_task
         self.retention = retention
+        self.requeue = requeue
 
     def enqueue_contribution(self, contribution_id: str) -> str:
         """Queue the processing of a stored contribution; returns the job id."""
         result: Result = self.contribution_task(contribution_id)
         return str(result.id)
+
+    def requeue_contributions(self, older_than: float = REQUEUE_AFTER_SECONDS) -> int:
+        """Queue again the contributions still ``queued`` after ``older_than`` seconds: their
+        job was lost (the queue was down when they came) or never ran. Processing claims a
+        contribution first, so one queued twice is processed once. Returns how many."""
+        from datetime import timedelta
+
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from lookalike.db import Contribution, make_engine, utcnow
+
+        engine = make_engine(self.settings.effective_database_url)
+        try:
+            with Session(engine) as session:
+                stale = session.scalars(
+                    select(Contribution.id).where(
+                        Contribution.status == "queued",
+                        Contribution.updated_at < utcnow() - timedelta(seconds=older_than),
+                    )
+                ).all()
+        finally:
+            engine.dispose()
+        for contribution_id in stale:
+            self.enqueue_contribution(contribution_id)
+        if stale:
+            log.info("%d contribution(s) queued again", len(stale))
+        return len(stale)
 
     def enqueue_retrain(self, trigger: Trigger = Trigger.API, actor: str = "api") -> QueuedJob:
         """Queue a retrain, or join the one already queued or running (its id comes back):

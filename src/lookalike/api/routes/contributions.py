@@ -88,7 +88,10 @@ async def create_contribution(request: Request, state: StateDep) -> Contribution
         video=form.video,
         photos=form.photos,
     )
-    await run_in_threadpool(state.jobs.enqueue_contribution, made.row.id)
+    try:
+        await run_in_threadpool(state.jobs.enqueue_contribution, made.row.id)
+    except Exception:  # the queue is down: the row stays queued and is queued again later
+        log.exception("contribution %s stored but not queued; the requeue job retries", made.row.id)
     with state.sessions() as session:  # the job may have run already (an immediate queue)
         row = session.get(Contribution, made.row.id) or made.row
     return ContributionCreated(
