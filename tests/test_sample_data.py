@@ -196,3 +196,31 @@ def test_default_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPat
     assert demo_data.default_cache_dir() == Path("/somewhere/else")
     monkeypatch.delenv("LOOKALIKE_CACHE")
     assert demo_data.default_cache_dir() == Path(".cache")
+
+
+def test_fashion_mnist_reads_the_debian_package() -> None:
+    # No skip: `make test` installs dataset-fashion-mnist (Makefile SYSTEM_PACKAGES).
+    images, labels = demo_data.fashion_mnist("test", limit=500)
+    assert images.shape == (500, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (500,) and set(labels.tolist()) <= set(range(10))
+    assert len(set(labels.tolist())) == 10 and images.std() > 10
+    train, train_labels = demo_data.fashion_mnist("train", limit=3)
+    assert train.shape == (3, 28, 28) and train_labels.tolist() == [9, 0, 0]  # upstream order
+    assert len(demo_data.FASHION_MNIST_CLASSES) == 10
+
+
+def test_fashion_mnist_reads_plain_idx_files_and_says_what_to_install(tmp_path: Path) -> None:
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    header = bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (2, 28, 28))
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(header + images.tobytes())
+    labels = bytes([0, 0, 8, 1]) + (2).to_bytes(4, "big") + bytes([4, 7])
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(labels)
+    got, got_labels = demo_data.fashion_mnist("test", root=tmp_path)
+    assert np.array_equal(got, images) and got_labels.tolist() == [4, 7]
+    with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist"):
+        demo_data.fashion_mnist("train", root=tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(labels[:-1])  # one label short
+    with pytest.raises(DatasetError, match="reinstall"):
+        demo_data.fashion_mnist("test", root=tmp_path)
+    with pytest.raises(DatasetError, match="expected 'train' or 'test'"):
+        demo_data.fashion_mnist("validation", root=tmp_path)

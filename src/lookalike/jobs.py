@@ -35,7 +35,6 @@ REQUEUE_AFTER_SECONDS = 120.0
 def create_queue(settings: Settings) -> Huey:
     if settings.redis_url:
         from huey import RedisHuey
-
         from redis import ConnectionPool
 
         # A queue that cannot be reached answers at once, not after the OS's TCP timeout.
