@@ -359,6 +359,13 @@ class Settings(BaseSettings):
         description="Cross-validation folds for the out-of-fold probabilities that confident"
         " learning (cleanlab) judges labels by.",
     )
+    check_face_score: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="A dataset photo whose face the detector scored below this is flagged as"
+        " a doubtful face (ORL's faces score 0.91 and up; galaxies in a sky photo 0.64-0.75).",
+    )
     check_blur_sharpness: float = Field(
         0.015,
         ge=0,
@@ -493,6 +500,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Contributions and photos kept with consent are deleted this many days"
         " after they arrived (a daily job; 0: kept until their owners delete them).",
+    )
+    enrolled_index_min_size: int = Field(
+        50_000,
+        ge=0,
+        description="From this many enrolled contributors' crops on, each app process searches"
+        " them with a faiss IVF index (the index extra) instead of comparing every crop; 0:"
+        " always exact.",
     )
     contributions_need_approval: bool = Field(
         False,

@@ -57,6 +57,7 @@ PHOTO_FLAGS = (
     "likely_mislabelled",
     "closer_to_another_class",
     "several_faces",
+    "doubtful_face",
     "near_duplicate",
     "blurred",
     "too_dark",

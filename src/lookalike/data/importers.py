@@ -388,6 +388,24 @@ class _Outcome:
     ok: bool = False
 
 
+def face_measures(analysis: Analysis) -> dict[str, float] | None:
+    """What the dataset checks judge a photo's face by: its quality (``vision.quality``), the
+    detector's confidence, and how much a second face looks like a second person (its
+    confidence times the square root of its size relative to the used face's)."""
+    face = analysis.face
+    if face is None or analysis.crop is None:
+        return None
+    measured: dict[str, float] = {
+        k: float(v) for k, v in asdict(measure(analysis.crop, face)).items()
+    }
+    measured["face_score"] = float(face.score)
+    others = [f for i, f in enumerate(analysis.faces) if i != analysis.face_index]
+    if others:
+        second = max(others, key=lambda f: f.score * min(1.0, f.area / face.area) ** 0.5)
+        measured["second_face"] = second.score * min(1.0, second.area / face.area) ** 0.5
+    return {k: round(v, 5) for k, v in measured.items()}
+
+
 def _analyze(
     item: SourceItem, backbone: Backbone, settings: Settings, existing: dict[str, ImageRecord]
 ) -> _Outcome:
@@ -423,10 +441,7 @@ def _analyze(
     out.warnings = [p.code for p in problems if p.severity == "warning"]
     out.ok = out.analysis is not None and not any(p.severity == "error" for p in problems)
     if out.ok and out.analysis is not None and out.analysis.crop is not None:
-        face = out.analysis.face
-        if face is not None:
-            measured = asdict(measure(out.analysis.crop, face))
-            out.quality = {k: round(float(v), 5) for k, v in measured.items()}
+        out.quality = face_measures(out.analysis)
     return out
 
 

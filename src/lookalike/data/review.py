@@ -6,8 +6,9 @@ blurred) look at one photo at a time; these look at the photos together, in the 
 space of the dataset's backbone (read from the embedding cache; only photos missing from it
 are embedded):
 
-* ``several_faces``, ``too_small``, ``too_dark``, ``blurred``: the photo itself, from what
-  the import measured (``ImageRecord.faces_found`` and ``quality``; thresholds in settings);
+* ``several_faces``, ``doubtful_face``, ``too_small``, ``too_dark``, ``blurred``: the photo
+  itself, from what the import measured (``ImageRecord.faces_found`` and ``quality``;
+  thresholds in settings);
 * ``near_duplicate``: two photos this similar are one view twice (within a class it weighs
   that view double; across classes one of the two labels is wrong);
 * ``outlier``: a photo far from the rest of its class, measured against how spread the class
@@ -96,24 +97,28 @@ def _below(data: Embedded, kind: str, measure: str, least: float, say: str) -> l
 
 @dataset_check("several_faces")
 def several_faces(data: Embedded, settings: Settings) -> list[Flag]:
+    """Scored by how much the second face looks like a second person (its detector score
+    and size next to the used face's), so two people rank above a spurious detection."""
     flags = []
     for record in data.records:
         if (record.faces_found or 0) >= 2:
+            second = (record.quality or {}).get("second_face")
+            score = float(second) if second is not None else float(record.faces_found or 0) - 1
             reason = (
                 f"{record.faces_found} faces in the photo; the largest was learned as"
                 f" {record.label!r}: crop it to one person, or delete it"
             )
             flags.append(
-                Flag(
-                    "several_faces",
-                    record.label,
-                    float(record.faces_found or 0) - 1,
-                    reason,
-                    record.sha256,
-                    record.source,
-                )
+                Flag("several_faces", record.label, score, reason, record.sha256, record.source)
             )
     return flags
+
+
+@dataset_check("doubtful_face")
+def doubtful_face(data: Embedded, settings: Settings) -> list[Flag]:
+    """The detector was unsure the face it used is a face (a pattern in a non-face photo)."""
+    say = "the detector is unsure this is a face (score {value:.2f}, under {least:.2f})"
+    return _below(data, "doubtful_face", "face_score", settings.check_face_score, say)
 
 
 @dataset_check("too_small")

@@ -324,13 +324,13 @@ def test_data_quality_counts_link_into_the_review_queue(
         rows.nth(i).get_attribute("data-kind"): int(rows.nth(i).locator("td").inner_text())
         for i in range(rows.count())
     }
-    assert len(shown) == 10  # 8 photo checks, visitors' feedback, low-confidence answers
+    assert len(shown) == 11  # 9 photo checks, visitors' feedback, low-confidence answers
     for kind in ("likely_mislabelled", "closer_to_another_class", "near_duplicate", "outlier"):
         assert shown[kind] == report["counts"][kind], (kind, shown, report["counts"])
     flagged = [kind for kind, n in shown.items() if n]
     assert flagged, "the seeded data has a near-duplicate and more"
     assert card.locator(f"tr[data-kind='{flagged[-1]}'] a").count() == 1
-    assert card.locator("tbody tr:not(:has(a))").count() == 10 - len(flagged)  # nothing: no link
+    assert card.locator("tbody tr:not(:has(a))").count() == 11 - len(flagged)  # nothing: no link
     card.locator(f"tr[data-kind='{flagged[0]}'] a").click()  # opens the queue on that kind
     expect(page).to_have_url(re.compile(rf"/admin/review\?kind={flagged[0]}$"))
     expect(page.locator("#review-kind")).to_have_value(flagged[0])

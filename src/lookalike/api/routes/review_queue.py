@@ -50,6 +50,7 @@ QueueKind = Literal[
     "likely_mislabelled",
     "closer_to_another_class",
     "several_faces",
+    "doubtful_face",
     "near_duplicate",
     "blurred",
     "too_dark",

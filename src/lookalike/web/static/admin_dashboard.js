@@ -956,6 +956,7 @@
     likely_mislabelled: "Likely mislabelled",
     closer_to_another_class: "Closer to another class",
     several_faces: "Several faces",
+    doubtful_face: "Doubtful faces",
     near_duplicate: "Near-duplicates",
     blurred: "Blurred",
     too_dark: "Too dark",

@@ -21,6 +21,7 @@
     likely_mislabelled: "Likely mislabelled",
     closer_to_another_class: "Closer to another class",
     several_faces: "Several faces",
+    doubtful_face: "Doubtful face",
     near_duplicate: "Near-duplicate",
     blurred: "Blurred",
     too_dark: "Too dark",
