@@ -12,23 +12,20 @@ JPEG) go to the object store under ``contributions/<id>/``; their embeddings sta
 contribution's row, in the embedding space of the champion that was serving. The video (or
 the photos) is deleted once processed, enrolled or refused: only the crops are kept.
 
-Matching (``EnrolledGallery``): an enrolled contributor is "this is X" for a photo whose
-identity score against their crops (the mean of the top-k similarities, as the gallery head
-scores a class) passes the serving model's threshold.
+Matching: ``lookalike.enrolled.EnrolledGallery``.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
 from lookalike.artifacts import TrainedModel, backbone_for, load_model
@@ -353,7 +350,9 @@ def already_enrolled(
 ) -> str | None:
     """The display name of another enrolled contributor these crops match (the same face
     under a different name), if any."""
-    gallery = EnrolledGallery(engine, settings.top_k_per_class)
+    from lookalike.enrolled import EnrolledGallery  # it reads this module's rows
+
+    gallery = EnrolledGallery(engine, settings.top_k_per_class, settings.enrolled_index_min_size)
     found = gallery.match(l2_normalize(vectors.mean(axis=0)), model.info.backbone_key)
     if found is None or found.name == name or found.score < model.info.threshold:
         return None
@@ -402,116 +401,5 @@ def delete_contribution(session: Session, store: ObjectStore, row: Contribution)
     return removed
 
 
-# --- matching ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Enrolled:
-    stamp: tuple[int, object]  # (rows, last change): rebuilt when it moves
-    backbone_key: str
-    live: frozenset[str]  # every enrolled, approved contribution's id (any backbone)
-    ids: list[str]  # per contributor matchable in this embedding space
-    names: list[str]
-    owners: np.ndarray  # per crop: its contributor's index
-    vectors: np.ndarray  # crops x dim
-
-
-@dataclass(frozen=True)
-class EnrolledMatch:
-    contribution_id: str
-    name: str
-    score: float  # the mean of the top-k similarities to their crops
-    crop: int  # their crop closest to the query (``face-NN.jpg``)
-    crop_similarity: float
-
-
 def crop_key(contribution_id: str, crop: int) -> str:
     return f"{object_prefix(contribution_id)}face-{crop:02d}.jpg"
-
-
-class EnrolledGallery:
-    """The enrolled contributors' crops, read from the database when they change (one small
-    aggregate query per request), for ``match``; and who is still enrolled, so that a model
-    trained on someone deleted since stops naming them at once (``withheld``)."""
-
-    def __init__(self, engine: Engine, top_k: int) -> None:
-        self.engine = engine
-        self.top_k = top_k
-        self._lock = threading.Lock()
-        self._enrolled: dict[str, Enrolled] = {}
-
-    def _load(self, backbone_key: str) -> Enrolled:
-        live = (Contribution.status == ENROLLED, Contribution.approved.is_(True))
-        with Session(self.engine) as session:
-            count, last = session.execute(
-                select(func.count(), func.max(Contribution.updated_at)).where(*live)
-            ).one()
-            stamp = (int(count), last)
-            cached = self._enrolled.get(backbone_key)
-            if cached is not None and cached.stamp == stamp:
-                return cached
-            rows = session.execute(
-                select(
-                    Contribution.id,
-                    Contribution.display_name,
-                    Contribution.embeddings,
-                    Contribution.crops,
-                    Contribution.backbone_key,
-                )
-                .where(*live)
-                .order_by(Contribution.created_at)
-            ).all()
-        ids: list[str] = []
-        names: list[str] = []
-        owners: list[int] = []
-        blocks: list[np.ndarray] = []
-        for contribution_id, name, blob, crops, key in rows:
-            if key != backbone_key or not blob or not crops:
-                continue
-            vectors = np.frombuffer(blob, dtype=np.float32).reshape(crops, -1)
-            owners += [len(names)] * crops
-            ids.append(contribution_id)
-            names.append(name)
-            blocks.append(vectors)
-        vectors = np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32)
-        enrolled = Enrolled(
-            stamp,
-            backbone_key,
-            frozenset(r[0] for r in rows),
-            ids,
-            names,
-            np.array(owners, np.int64),
-            vectors,
-        )
-        with self._lock:
-            self._enrolled[backbone_key] = enrolled
-        return enrolled
-
-    def withheld(self, contributors: dict[str, str], backbone_key: str) -> set[str]:
-        """The classes of ``contributors`` (a model's label -> contribution id) whose
-        contribution was deleted (or expired) since the model was trained."""
-        if not contributors:
-            return set()
-        live = self._load(backbone_key).live
-        return {label for label, cid in contributors.items() if cid not in live}
-
-    def match(
-        self, query: np.ndarray, backbone_key: str, skip: Collection[str] = ()
-    ) -> EnrolledMatch | None:
-        """The contributor ``query`` (a unit embedding) scores highest, with that score
-        (the mean of its top-k similarities); None when nobody is enrolled in this space.
-        ``skip``: contribution ids the model already knows as classes."""
-        enrolled = self._load(backbone_key)
-        if not enrolled.names or enrolled.vectors.shape[1] != query.shape[-1]:
-            return None
-        sims = enrolled.vectors @ query
-        best: EnrolledMatch | None = None
-        for owner, (cid, name) in enumerate(zip(enrolled.ids, enrolled.names, strict=True)):
-            if cid in skip:
-                continue
-            own = sims[enrolled.owners == owner]
-            score = float(np.sort(own)[::-1][: self.top_k].mean())
-            if best is None or score > best.score:
-                crop = int(np.argmax(own))
-                best = EnrolledMatch(cid, name, score, crop, float(own[crop]))
-        return best

@@ -270,3 +270,28 @@ def test_contributions_are_limited_per_client_and_hour(settings: Settings, orl: 
         details = assert_error(again, 429, "rate_limited")
         assert details["limit_per_hour"] == 1 and int(again.headers["retry-after"]) > 3000
         assert "an hour" in again.json()["error"]["message"]
+
+
+def test_a_large_gallery_is_searched_with_the_index_the_same_way(
+    settings: Settings, orl: Orl
+) -> None:
+    """From ``enrolled_index_min_size`` crops on, the enrolled gallery is a faiss IVF index,
+    kept up to date incrementally: enrolled, matched, deleted, never matched again."""
+    from support.api import client_for
+
+    from lookalike.scoring.index import IvfIndex
+
+    indexed = settings.model_copy(update={"enrolled_index_min_size": 1})
+    with client_for(indexed) as client:
+        app_state(client.app)._jobs = Jobs(indexed, MemoryHuey("test", immediate=True))
+        ada = join(client, orl["s7"][:8]).json()
+        bob = join(client, orl["s8"][:8], name="Bob").json()
+        assert predict(client, orl["s7"][9])["names"] == ["Ada"]
+        assert predict(client, orl["s8"][9])["names"] == ["Bob"]
+        enrolled = app_state(client.app).enrolled
+        assert all(isinstance(s.index, IvfIndex) for s in enrolled._spaces.values())
+        gone = client.delete(ada["status_url"], params={"token": ada["deletion_token"]})
+        assert gone.status_code == 204
+        assert "Ada" not in predict(client, orl["s7"][9])["names"]  # left the index at once
+        assert predict(client, orl["s8"][9])["names"] == ["Bob"]
+        assert bob["status"] == "enrolled"

@@ -34,8 +34,8 @@ from lookalike.api.openapi import document_errors, install_openapi
 from lookalike.api.routes import ROUTERS
 from lookalike.api.state import AppState
 from lookalike.config import Settings, get_settings
-from lookalike.contributions import EnrolledGallery
 from lookalike.db import make_engine, session_factory
+from lookalike.enrolled import EnrolledGallery
 from lookalike.errors import LookalikeError
 from lookalike.inference import Predictor
 from lookalike.names.service import NameGenerator
@@ -154,7 +154,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gallery=GalleryCache(),
         names=NameGenerator(settings, registry),  # loads its model on first use
         quote_of_the_day=QuoteOfTheDay(settings, sessions),
-        enrolled=EnrolledGallery(engine, settings.top_k_per_class),
+        enrolled=EnrolledGallery(
+            engine, settings.top_k_per_class, settings.enrolled_index_min_size
+        ),
     )
 
     install_error_handlers(app)

@@ -16,7 +16,7 @@ from lookalike.api.gallery import GalleryCache
 from lookalike.api.limits import Limiter
 from lookalike.api.metrics import Metrics
 from lookalike.config import Settings
-from lookalike.contributions import EnrolledGallery
+from lookalike.enrolled import EnrolledGallery
 from lookalike.inference import Predictor
 from lookalike.names.service import NameGenerator
 from lookalike.quotes import QuoteOfTheDay

@@ -24,9 +24,10 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.config import Settings
-from lookalike.contributions import EnrolledGallery, crop_key
+from lookalike.contributions import crop_key
 from lookalike.data.store import VISITOR
 from lookalike.db import PredictionRecord, Upload, utcnow
+from lookalike.enrolled import EnrolledGallery
 from lookalike.errors import CannotJudge, LookalikeError, NotFound
 from lookalike.inference import AnswerKind, Neighbour, Prediction, Predictor
 from lookalike.registry import Registry
