@@ -106,7 +106,10 @@ def test_a_queued_retrain_runs_in_the_consumer(with_champion: Path, tmp_path: Pa
     assert not again.joined and again.id != job
     # While a retrain runs (holding the lock), a request joins it.
     with training_lock(settings.home):
-        jobs.huey.dequeue()  # the worker took it and is running it
+        # The worker took it and is running it (the consumer's scheduler may have queued a
+        # periodic task meanwhile: take until the retrain is out of the queue).
+        while (task := jobs.huey.dequeue()) is not None and task.id != again.id:
+            pass
         assert jobs.enqueue_retrain("api", "x") == QueuedJob(again.id, joined=True)
     assert not jobs.enqueue_retrain("api", "x").joined  # it died without a result: a new one
     # A failing retrain is an outcome, not a crash of the worker.

@@ -358,9 +358,10 @@ def backup_command(
     path: Annotated[Path, typer.Argument(help="A new folder for the backup.")],
     home: HomeOpt = None,
 ) -> None:
-    """Back up the database, the data dir and the objects, while the service runs.
+    """Back up the database, the data dir and the objects.
 
-    Restore with `lookalike restore PATH` into an empty data dir and database."""
+    Consistent while the service runs. Restore with `lookalike restore PATH` into an empty
+    data dir and database."""
     from lookalike.backup import backup
 
     manifest = backup(settings_from(home), path)

@@ -63,6 +63,14 @@ def test_bad_buckets_and_splits_are_refused(board: Dashboard) -> None:
     assert "31 days" in details["fields"][0]["message"]
 
 
+def test_a_misspelt_filter_is_refused_not_ignored(board: Dashboard) -> None:
+    details = assert_error(board.get("classes", lable="s1"), 422, "request.unknown_parameter")
+    assert details["unknown"] == ["lable"] and "label" in details["allowed"]
+    volume = assert_error(board.get("volume", buckett="day"), 422, "request.unknown_parameter")
+    assert "bucket" in volume["allowed"]  # each endpoint's own parameters
+    assert board.get("volume", bucket="day").status_code == 200
+
+
 def test_a_range_beyond_the_calendar_is_clamped_not_refused() -> None:
     paris = zone("Europe/Paris")
     far = parse_filters(paris, start="0001-01-01", end="9999-12-31T23:59:59+00:00")

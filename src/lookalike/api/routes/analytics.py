@@ -32,13 +32,15 @@ from starlette.concurrency import run_in_threadpool
 from lookalike.analytics import export, queries
 from lookalike.analytics.filters import Filters, invalid
 from lookalike.api import analytics_schemas as s
-from lookalike.api.analytics_params import analytics_filters
+from lookalike.api.analytics_params import analytics_filters, known_parameters_only
 from lookalike.api.auth import require_admin
 from lookalike.api.deps import StateDep
 from lookalike.api.errors import ApiError
 
 router = APIRouter(
-    prefix="/api/analytics", tags=["analytics"], dependencies=[Depends(require_admin)]
+    prefix="/api/analytics",
+    tags=["analytics"],
+    dependencies=[Depends(require_admin), Depends(known_parameters_only)],
 )
 
 
