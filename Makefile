@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := torch,demo,dev,quality,index
+EXTRAS := torch,demo,dev,quality,index,s3
 # The interpreter that creates .venv: python3.11 when present, else python3.
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k sample -x"`.

@@ -260,6 +260,21 @@ class Settings(BaseSettings):
     )
     port: int = Field(8000, ge=1, le=65535, description="Port `lookalike serve` listens on.")
 
+    # --- object storage (kept photos, contributions, uploads) ---------------------------------
+    storage_url: str = Field(
+        "",
+        description="Where objects are kept: empty for the data dir's objects/ folder, or"
+        " s3://bucket/prefix for S3 or an S3-compatible server (the s3 extra).",
+    )
+    s3_endpoint_url: str = Field(
+        "", description="An S3-compatible server's URL (MinIO, ...); empty: AWS S3."
+    )
+    s3_region: str = Field("", description="The bucket's region; empty: the default chain's.")
+    s3_access_key_id: str = Field(
+        "", description="Empty: AWS's default credentials chain (environment, profile, role)."
+    )
+    s3_secret_access_key: str = Field("", description="With s3_access_key_id.", repr=False)
+
     # --- name generator and quote of the day ---------------------------------------------------
     names_max_count: int = Field(
         15, ge=1, le=100, description="Most names one request may ask for (the page's slider)."

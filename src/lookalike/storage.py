@@ -1,10 +1,13 @@
-"""Object storage for uploaded and consented photos (fsspec; a local directory by default).
+"""Object storage for uploaded and consented photos, contributions and backups' objects
+(fsspec): a local directory by default, S3 or an S3-compatible server by ``storage_url``
+(``s3://bucket/prefix``, through ``s3fs``; the ``s3`` extra).
 
 Keys are relative, slash-separated paths such as ``uploads/<key>`` or
 ``consented/<prediction id>``: segments of ``[A-Za-z0-9_.-]`` that do not start with a dot
 (so no ``..``, no hidden files, no absolute paths). Writes are atomic: the bytes go to a
 hidden temporary file next to the target, which is then renamed over it, so a reader sees the
-old object or the new one, never half of one.
+old object or the new one, never half of one (S3 writes an object whole by itself). On S3
+nothing is cached between calls (``use_listings_cache=False``): other processes write too.
 
 Layout under the data dir (``settings.data_dir.objects``)::
 
@@ -60,6 +63,36 @@ def _validate_prefix(prefix: str) -> str:
     return prefix
 
 
+def _remote(settings: Settings) -> tuple[AbstractFileSystem, str]:
+    """The filesystem and root that ``storage_url`` names."""
+    url = settings.storage_url
+    scheme, _, rest = url.partition("://")
+    if scheme != "s3" or not rest.strip("/"):
+        raise InvalidInput(
+            f"storage_url {url!r} is not understood: expected s3://bucket/prefix (or empty for"
+            " the data dir's objects/ folder).",
+            code="storage.bad_url",
+        )
+    try:
+        import s3fs
+    except ImportError as exc:
+        raise InvalidInput(
+            "storage_url names S3 but s3fs is not installed: pip install 'lookalike[s3]'.",
+            code="storage.s3_missing",
+        ) from exc
+    client: dict[str, str] = {}
+    if settings.s3_region:
+        client["region_name"] = settings.s3_region
+    fs = s3fs.S3FileSystem(
+        endpoint_url=settings.s3_endpoint_url or None,
+        key=settings.s3_access_key_id or None,
+        secret=settings.s3_secret_access_key or None,
+        client_kwargs=client,
+        use_listings_cache=False,
+    )
+    return fs, rest.strip("/")
+
+
 class ObjectStore:
     """Bytes by key in an fsspec filesystem (default: ``LocalFileSystem`` at ``home/objects``).
 
@@ -75,6 +108,8 @@ class ObjectStore:
         root: str | None = None,
     ) -> None:
         self.settings = settings
+        if fs is None and settings.storage_url:
+            fs, root = _remote(settings)
         self.fs: AbstractFileSystem = fs if fs is not None else LocalFileSystem()
         if root is None:
             root = str(settings.data_dir.objects.resolve())
@@ -90,6 +125,9 @@ class ObjectStore:
         path = self.path(key)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInput("object data must be bytes", code="storage.bad_data")
+        if not self._local:  # an object store writes an object whole, or not at all
+            self.fs.pipe_file(path, bytes(data), ContentType=content_type)
+            return
         parent, _, name = path.rpartition("/")
         tmp = f"{parent}/.{name}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
         self.fs.makedirs(parent, exist_ok=True)

@@ -1,0 +1,129 @@
+"""Object storage on S3 (``storage_url=s3://bucket/prefix``), against a real S3-compatible
+server on loopback (moto in server mode): the object store's contract, and the service
+keeping, serving and deleting a visitor's photo and a contributor's files there."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huey import MemoryHuey
+from support.api import Orl, api_settings, assert_error, client_for, linked_home
+
+from lookalike.api.state import app_state
+from lookalike.config import Settings
+from lookalike.errors import InvalidInput, NotFound
+from lookalike.jobs import Jobs
+from lookalike.storage import ObjectStore
+
+BUCKET = "lookalike-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def s3_settings(base: Settings, endpoint: str, prefix: str) -> Settings:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="us-east-1",
+    )
+    if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=BUCKET)
+    return base.model_copy(
+        update={
+            "storage_url": f"s3://{BUCKET}/{prefix}",
+            "s3_endpoint_url": endpoint,
+            "s3_region": "us-east-1",
+            "s3_access_key_id": "test",
+            "s3_secret_access_key": "test",
+        }
+    )
+
+
+def keys_in_bucket(settings: Settings) -> list[str]:
+    return list(ObjectStore(settings).iter_keys())
+
+
+def test_the_object_store_contract_holds_on_s3(
+    s3_endpoint: str, tmp_path: Path, request: Any
+) -> None:
+    settings = s3_settings(Settings(home=tmp_path / "home"), s3_endpoint, request.node.name)
+    store = ObjectStore(settings)
+    assert not store._local and store.root == f"{BUCKET}/{request.node.name}"
+    store.put("consented/a.jpg", b"one", "image/jpeg")
+    store.put("consented/b.png", b"two", "image/png")
+    store.put("uploads/x", b"three")
+    store.put("consented/a.jpg", b"one again", "image/jpeg")  # replaced whole
+    assert store.get("consented/a.jpg") == b"one again" and store.exists("uploads/x")
+    assert list(store.iter_keys("consented/")) == ["consented/a.jpg", "consented/b.png"]
+    assert list(store.iter_keys()) == ["consented/a.jpg", "consented/b.png", "uploads/x"]
+    assert store.mtime("uploads/x").tzinfo is not None
+    head = store.fs.info(store.path("consented/b.png"))
+    assert head.get("ContentType") == "image/png"  # kept for whoever serves it
+    assert store.delete("uploads/x") and not store.delete("uploads/x")
+    with pytest.raises(NotFound):
+        store.get("uploads/x")
+    assert list(ObjectStore(settings).iter_keys("uploads/")) == []  # another instance agrees
+    with pytest.raises(InvalidInput) as bad:
+        ObjectStore(settings.model_copy(update={"storage_url": "ftp://x"}))
+    assert bad.value.code == "storage.bad_url"
+
+
+def test_the_service_keeps_and_deletes_personal_files_on_s3(
+    s3_endpoint: str, trained: Path, tmp_path: Path, orl: Orl
+) -> None:
+    base = api_settings(linked_home(trained, tmp_path / "home"), f"sqlite:///{tmp_path}/db.sqlite3")
+    settings = s3_settings(base, s3_endpoint, "service")
+    with client_for(settings) as client:
+        app_state(client.app)._jobs = Jobs(settings, MemoryHuey("s3", immediate=True))
+        kept = client.post(
+            "/api/predictions",
+            files={"photo": ("me.pgm", orl["s1"][8].read_bytes())},
+            data={"consent": "true"},
+        ).json()
+        assert keys_in_bucket(settings) == [f"consented/{kept['id']}.pgm"]
+        assert not (settings.data_dir.objects / "consented").exists()  # nothing local
+        files = [("photo", (p.name, p.read_bytes())) for p in orl["s7"][:6]]
+        joined = client.post(
+            "/api/contributions", data={"display_name": "Ada", "consent": "true"}, files=files
+        ).json()
+        assert joined["status"] == "enrolled", joined
+        crops = [k for k in keys_in_bucket(settings) if k.startswith("contributions/")]
+        assert len(crops) == joined["crops"] and all("/face-" in k for k in crops)
+        face = client.get(f"/api/contributions/{joined['id']}/faces/0")
+        assert face.status_code == 200 and face.content.startswith(b"\xff\xd8")
+
+        gone = client.delete(joined["status_url"], params={"token": joined["deletion_token"]})
+        assert gone.status_code == 204
+        deleted = client.delete(
+            f"/api/predictions/{kept['id']}", params={"token": kept["deletion_token"]}
+        )
+        assert deleted.status_code == 204
+        assert keys_in_bucket(settings) == []  # not one file of either person is left
+        assert_error(
+            client.get(f"/api/contributions/{joined['id']}/faces/0"), 404, "contribution.not_found"
+        )
