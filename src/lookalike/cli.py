@@ -746,19 +746,29 @@ PortOpt = Annotated[
 ]
 
 
-def run_server(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+def run_server(
+    settings: Settings, host: str | None = None, port: int | None = None, workers: int = 1
+) -> None:
     """Serve the web service (see ``lookalike.server``)."""
     from lookalike.server import serve
 
-    serve(settings, host, port, announce=lambda line: console.print(escape(line)))
+    serve(settings, host, port, lambda line: console.print(escape(line)), workers)
 
 
 @app.command()
-def serve(host: HostOpt = None, port: PortOpt = None, home: HomeOpt = None) -> None:
+def serve(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    home: HomeOpt = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes answering requests (default 1).")
+    ] = 1,
+) -> None:
     """Run the web service.
 
-    The public page at / and the JSON API under /api."""
-    run_server(settings_from(home), host, port)
+    The public page at / and the JSON API under /api. With --workers N, N processes share
+    the port (each keeps its own model in memory)."""
+    run_server(settings_from(home), host, port, workers)
 
 
 @app.command()

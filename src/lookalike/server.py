@@ -1,4 +1,8 @@
-"""``lookalike serve``: one uvicorn process on a socket bound before anything is announced.
+"""``lookalike serve``: uvicorn on a socket bound before anything is announced; one
+process, or ``--workers N`` processes sharing that socket (uvicorn's supervisor restarts one
+that dies). Each worker builds its own app from the same settings (passed as JSON in the
+environment, secrets included, never on a command line); the job worker runs once, in the
+supervising process (or in a separate ``lookalike worker``).
 
 The socket is bound here, not by uvicorn, so a bad port, an address in use or an unknown
 host is reported in the project's one error format before "Serving on" is printed (uvicorn
@@ -11,14 +15,26 @@ the client address that rate limits and the sign-in limit key on.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.config import Settings
 from lookalike.errors import InvalidInput, LookalikeError
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 MAX_PORT = 65535
+SETTINGS_ENV = "LOOKALIKE_WORKER_SETTINGS"  # the settings, as JSON, for each worker process
+
+
+def worker_app() -> FastAPI:
+    """The app of one ``--workers`` process (uvicorn calls this factory in each)."""
+    from lookalike.api import create_app
+
+    return create_app(Settings.model_validate_json(os.environ[SETTINGS_ENV]))
 
 
 def check_port(port: int) -> int:
@@ -76,28 +92,45 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     announce: Callable[[str], None] = print,
+    workers: int = 1,
 ) -> None:
-    """Serve the web service (one process: the model lives in it) until interrupted."""
+    """Serve the web service until interrupted (SIGTERM or Ctrl+C: requests in flight are
+    answered first). ``workers``: processes, each with its own model in memory."""
     import uvicorn
 
     from lookalike.api import create_app
 
+    if workers < 1:
+        raise InvalidInput(f"Expected at least 1 worker; got {workers}.", code="serve.bad_workers")
     host = host or settings.host
     port = port if port is not None else settings.port
     sock = listen(host, port)
     shown = f"[{host}]" if ":" in host else host
     consumer = None
     try:
-        config = uvicorn.Config(
-            create_app(settings), workers=1, log_level="info", **uvicorn_options(settings)
-        )
+        options = {"log_level": "info", **uvicorn_options(settings)}
+        if workers == 1:
+            config = uvicorn.Config(create_app(settings), workers=1, **options)
+        else:
+            os.environ[SETTINGS_ENV] = settings.model_dump_json()
+            config = uvicorn.Config(
+                "lookalike.server:worker_app", factory=True, workers=workers, **options
+            )
         if settings.jobs_in_process:
             from lookalike.jobs import Jobs
 
             # Threads: scheduled retrains and queued jobs run beside the server.
             consumer = Jobs(settings).start_in_background()
-        announce(f"Serving on http://{shown}:{port}/ (data: {settings.home}); Ctrl+C stops.")
-        uvicorn.Server(config).run(sockets=[sock])
+        processes = f" in {workers} processes" if workers > 1 else ""
+        announce(
+            f"Serving on http://{shown}:{port}/{processes} (data: {settings.home}); Ctrl+C stops."
+        )
+        if workers == 1:
+            uvicorn.Server(config).run(sockets=[sock])
+        else:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=[sock]).run()
     finally:
         sock.close()
         if consumer is not None:

@@ -66,9 +66,12 @@ class Server:
 
 
 @contextmanager
-def running_server(settings: Settings, logs: Path) -> Iterator[Server]:
+def running_server(
+    settings: Settings, logs: Path, *, workers: int = 1, **more: str
+) -> Iterator[Server]:
     """``lookalike serve`` (the real CLI, its own process) on a free port for ``settings``'
-    data dir and database: no job worker, no rate limit. Yields once it serves a model."""
+    data dir and database: no job worker, no rate limit (``more``: other settings, by name).
+    Yields once it serves a model."""
     port = free_port()
     log = logs / f"server-{port}.log"
     env = child_env(
@@ -76,9 +79,10 @@ def running_server(settings: Settings, logs: Path) -> Iterator[Server]:
         backbone=settings.backbone,
         jobs_in_process="false",
         rate_limit_per_minute="0",
+        **more,
     )
     cmd = [sys.executable, "-m", "lookalike.cli", "serve", "--home", str(settings.home)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     with log.open("wb") as out:
         process = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tempfile.gettempdir()
