@@ -99,3 +99,63 @@ def test_two_app_processes_and_a_worker_share_one_service(
             finally:
                 worker.terminate()
                 worker.wait(timeout=30)
+
+
+def test_sigterm_answers_the_requests_in_flight_first(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, orl: Orl
+) -> None:
+    """A deployment stops a server with SIGTERM: a visitor whose photo is still arriving
+    gets their answer, then the process shuts down; new connections are refused."""
+    import signal
+    import threading
+
+    home = tmp_path / "home"
+    shutil.copytree(
+        trained_home(tmp_path_factory, orl), home, ignore=shutil.ignore_patterns("*.sqlite3*")
+    )
+    settings = api_settings(home, f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    photo = orl["s2"][9].read_bytes()
+    boundary = "lookalike-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="a.pgm"\r\n'
+        "Content-Type: image/x-portable-graymap\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    sent_first = threading.Event()
+
+    def slow_body() -> Any:  # the photo arrives over two seconds
+        yield head + photo[:1000]
+        sent_first.set()
+        time.sleep(2)
+        yield photo[1000:] + tail
+
+    with running_server(settings, logs) as server:
+        result: dict[str, Any] = {}
+
+        def visit() -> None:
+            result["response"] = httpx.post(
+                server.url + "/api/predictions",
+                content=slow_body(),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                timeout=60,
+            )
+
+        visitor = threading.Thread(target=visit)
+        visitor.start()
+        assert sent_first.wait(30)
+        time.sleep(0.3)  # the request is in the server's hands
+        server.process.send_signal(signal.SIGTERM)
+        visitor.join(60)
+        response = result["response"]
+        assert response.status_code == 201, response.text  # answered, not cut off
+        assert response.json()["answer"]["names"] == ["s2"]
+        # Then a clean shutdown: uvicorn re-raises the signal once done, so the exit status
+        # says "terminated by SIGTERM" as a process manager expects.
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        log = server.log.read_text()
+        assert log.index("Shutting down") < log.index('"POST /api/predictions HTTP/1.1" 201')
+        assert "Application shutdown complete" in log
+        with pytest.raises(httpx.TransportError):
+            httpx.get(server.url + "/api/health", timeout=5)
