@@ -5,6 +5,7 @@
                               the frozen test-set version it was evaluated on, file digests
     models/m0001/arrays.npz   head arrays + the reference gallery (vectors, labels, hashes)
                               + the resemblance calibration (centre, centroids, strangers)
+    models/m0001/network.onnx only for a fine-tuned model: its embedding network
 
 A version directory is built under a temporary name and renamed into place
 (``lookalike.versioned``), so a reader sees a whole model or none. Loading checks the
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from lookalike.scoring.heads import ClassAggregator, Head, restore_head
 from lookalike.scoring.resemblance import DEFAULT_TIE_Z, Resemblance
 from lookalike.versioned import VersionedDirs, version_pattern
 from lookalike.vision.backbones import Backbone, create_backbone
+from lookalike.vision.finetuned import NETWORK_FILE, finetuned_backbone
 
 ARTIFACT_FORMAT = 1
 PREFIX = "m"
@@ -106,13 +108,17 @@ class TrainedModel:
 
 
 def backbone_for(info: ModelInfo, settings: Settings) -> Backbone:
-    """The backbone a model was trained with, configured as it was (e.g. flip TTA)."""
+    """The backbone a model was trained with, configured as it was (e.g. flip TTA); for a
+    fine-tuned model, that backbone embedding with the model's own network."""
     backbone = create_backbone(info.backbone, settings)
     recorded = {
         k: info.preprocessing[k] for k in backbone.embedding_settings if k in info.preprocessing
     }
     if recorded:
         backbone = create_backbone(info.backbone, settings.model_copy(update=recorded))
+    if NETWORK_FILE in info.files:
+        network = models_dir(settings.home) / info.version / NETWORK_FILE
+        backbone = finetuned_backbone(backbone, network, info.files[NETWORK_FILE])
     if backbone.key != info.backbone_key:
         raise ModelUnavailable(
             f"Model {info.version} was trained with backbone {info.backbone_key}, but the"
@@ -134,9 +140,18 @@ def list_versions(home: Path) -> list[str]:
     return _versions(home).versions()  # numeric: m10000 comes after m9999
 
 
-def save_model(home: Path, model: TrainedModel, reserved: Collection[str] = ()) -> str:
+def save_model(
+    home: Path,
+    model: TrainedModel,
+    reserved: Collection[str] = (),
+    files: Mapping[str, bytes] | None = None,
+) -> str:
     """Write a new version directory atomically; returns its version id (the next number
-    after every existing directory and every ``reserved`` name)."""
+    after every existing directory and every ``reserved`` name). ``files``: more files of
+    the model (a fine-tuned network), their digests recorded beside the npz's."""
+    extra = dict(files or {})
+    if {"model.json", "arrays.npz"} & set(extra):
+        raise ValueError("model.json and arrays.npz are written by save_model itself")
     arrays = {f"head_{k}": v for k, v in model.head.state().items()}
     arrays.update({f"resemblance_{k}": v for k, v in model.resemblance.state().items()})
     arrays.update(
@@ -151,10 +166,13 @@ def save_model(home: Path, model: TrainedModel, reserved: Collection[str] = ()) 
 
     def manifest(version: str) -> dict[str, bytes]:
         model.info.version = version
-        model.info.files = {"arrays.npz": hashlib.sha256(npz).hexdigest()}
+        model.info.files = {
+            name: hashlib.sha256(data).hexdigest()
+            for name, data in {"arrays.npz": npz, **extra}.items()
+        }
         return {"model.json": json.dumps(asdict(model.info), indent=1).encode()}
 
-    return _versions(home).write({"arrays.npz": npz}, manifest, reserved)
+    return _versions(home).write({"arrays.npz": npz, **extra}, manifest, reserved)
 
 
 def load_model(home: Path, version: str | None) -> TrainedModel:

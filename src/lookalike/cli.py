@@ -213,7 +213,11 @@ def classes_rename(old: str, new: str, home: HomeOpt = None) -> None:
 @app.command()
 def train(
     head: Annotated[
-        str, typer.Option(help="logistic, gallery, or auto (best on validation).")
+        str,
+        typer.Option(
+            help="logistic, gallery, auto (best on validation), or finetune (trains the"
+            " network itself; needs the torch extra)."
+        ),
     ] = "auto",
     backbone: Annotated[str | None, typer.Option(help="Backbone: face, image, test.")] = None,
     home: HomeOpt = None,

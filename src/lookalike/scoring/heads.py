@@ -163,8 +163,35 @@ class GalleryHead(Head):
         return head
 
 
+class FinetuneHead(LogisticHead):
+    """A fine-tuned network's own classifier: linear on its embedding, so a logistic head
+    (temperature-calibrated on validation like the others). ``training``: the fine-tuning's
+    figures (epochs, losses, recipe), kept in the model's ``head_params``."""
+
+    kind = "finetune"
+    description = "the fine-tuned network's classifier (logistic over its embedding)"
+
+    def __init__(self, c: float = 0.0, training: dict[str, Any] | None = None) -> None:
+        super().__init__(c)
+        self.training = training or {}
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "training": self.training}
+
+    @classmethod
+    def restore(cls, state: dict[str, np.ndarray], params: dict[str, Any]) -> Head:
+        head = super().restore(state, params)
+        assert isinstance(head, FinetuneHead)
+        head.training = dict(params.get("training", {}))
+        return head
+
+
 # The head kinds a saved model may name, and the class that restores each.
-RESTORABLE: dict[str, type[Head]] = {"logistic": LogisticHead, "gallery": GalleryHead}
+RESTORABLE: dict[str, type[Head]] = {
+    "logistic": LogisticHead,
+    "gallery": GalleryHead,
+    "finetune": FinetuneHead,
+}
 
 
 def restore_head(kind: str, state: dict[str, np.ndarray], params: dict[str, Any]) -> Head:

@@ -116,6 +116,30 @@ class GalleryHead(scoring.GalleryHead, Head):
             )
 
 
+class FinetuneHead(scoring.FinetuneHead, Head):
+    """The fine-tuned network's classifier (``coef``, ``intercept`` from the fine-tuning);
+    fitting only calibrates its temperature on validation. Never part of ``auto``: it needs
+    the network trained first (``training.train``)."""
+
+    def __init__(
+        self, coef: np.ndarray, intercept: np.ndarray, training: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(training=training)
+        self.coef = np.asarray(coef, np.float32)
+        self.intercept = np.asarray(intercept, np.float32)
+
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        n_classes: int,
+        x_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+    ) -> None:
+        if x_val is not None and y_val is not None and len(y_val):
+            self.temperature = fit_temperature(self._logits(x_val), y_val, strangers=True)
+
+
 # The heads training may fit (each kind is one ``scoring.restore_head`` can restore).
 HEADS: dict[str, type[Head]] = {"logistic": LogisticHead, "gallery": GalleryHead}
 

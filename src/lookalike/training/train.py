@@ -4,9 +4,11 @@ deciding whether it serves is ``lookalike.retrain``'s job)."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,17 +27,34 @@ from lookalike.data.store import (
     is_visitor,
     now_iso,
 )
-from lookalike.errors import DatasetError
+from lookalike.errors import DatasetError, InvalidInput, LookalikeError
 from lookalike.training.evaluate import compute_metrics, labelled_arrays
-from lookalike.training.heads import HEADS, Head, create_head
+from lookalike.training.finetune import (
+    NETWORKS,
+    FinetuneConfig,
+    FinetuneProgress,
+    FinetuneResult,
+    finetune,
+    require_torch,
+)
+from lookalike.training.heads import HEADS, FinetuneHead, Head, create_head
 from lookalike.training.openset import choose_threshold, genuine_impostor
-from lookalike.vision.backbones import create_backbone
+from lookalike.vision.backbones import Backbone, create_backbone
+from lookalike.vision.efficientnet import stretch
+from lookalike.vision.finetuned import NETWORK_FILE, finetuned_backbone
+from lookalike.vision.images import read_image
 
 Progress = Callable[[str, int, int], None]
 
 # Used when there is nothing to choose a threshold on (e.g. one photo per class). SFace's
-# published same-person cosine threshold is 0.363; for other backbones accept everything.
-DEFAULT_THRESHOLDS = {"face": 0.363}
+# published same-person cosine threshold is 0.363; a fine-tuned face network has none, and
+# as almost every visitor is nobody in the gallery it says "this is X" to no one (above any
+# cosine) until validation photos calibrate it; other backbones (generic classes) accept
+# everything.
+DEFAULT_THRESHOLDS = {"face": 0.363, "face-ft": 1.01}
+# The head that trains the network itself (``training.finetune``): asked for by name only,
+# never part of ``auto`` (minutes to hours, and torch).
+FINETUNE = "finetune"
 
 
 @dataclass
@@ -67,8 +86,11 @@ def train(
 
     Classes with fewer than ``min_images_per_class`` images are left out (``strict``: refuse
     to train instead, naming them). ``reserved``: version names already taken elsewhere
-    (the registry's)."""
-    if head != "auto":
+    (the registry's). ``head="finetune"``: the backbone's network is fine-tuned on the
+    training photos and the model embeds with it (saved as the model's ``network.onnx``)."""
+    if head == FINETUNE:
+        require_torch()  # before any work: say how to install it
+    elif head != "auto":
         create_head(head)  # validates the name before any work
     store = DatasetStore(settings)
     catalog = store.load()
@@ -112,11 +134,31 @@ def train(
     index = {label: i for i, label in enumerate(labels)}
 
     backbone = create_backbone(backbone_name or settings.backbone, settings)
-    embedder = Embedder(backbone, embedding_cache(settings.data_dir))
+    base_id = backbone.id
+    if head == FINETUNE and base_id not in NETWORKS:
+        raise InvalidInput(
+            f"The {base_id!r} backbone cannot be fine-tuned; use one of: {', '.join(NETWORKS)}.",
+            code="train.cannot_finetune",
+        )
+    cache = embedding_cache(settings.data_dir)
     items = {r.sha256: store.path_of(r) for recs in by_subset.values() for r in recs}
-    result: EmbedResult = embedder.embed_files(
-        items, (lambda d, t: progress("embed", d, t)) if progress else None
-    )
+    on_embed = (lambda d, t: progress("embed", d, t)) if progress else None
+    result: EmbedResult = Embedder(backbone, cache).embed_files(items, on_embed)
+    embedded = result.computed
+    files: dict[str, bytes] = {}
+    tuned: FinetuneResult | None = None
+    if head == FINETUNE:
+        with tempfile.TemporaryDirectory(prefix="lookalike-finetune-") as tmp:
+            tuned = _finetune(
+                settings, backbone, store, by_subset, result.vectors, index, Path(tmp), progress
+            )
+            files[NETWORK_FILE] = tuned.onnx_path.read_bytes()
+            # From here on the model's embeddings are the fine-tuned network's (own cache key).
+            backbone = finetuned_backbone(backbone, tuned.onnx_path, tuned.onnx_sha256)
+            tuned_result = Embedder(backbone, cache).embed_files(items, on_embed)
+        tuned_result.failures = result.failures | tuned_result.failures
+        embedded += tuned_result.computed
+        result = tuned_result
     failures = {catalog.images[sha].source: why for sha, why in result.failures.items()}
 
     x_tr, y_tr, rec_tr = labelled_arrays(by_subset["train"], result.vectors, index, backbone.dim)
@@ -130,10 +172,15 @@ def train(
     fit_seconds: dict[str, float] = {}
     val_scores: dict[str, float | None] = {}
     for name in names:
-        candidate = create_head(name, **_head_kwargs(name, settings))
+        candidate: Head
+        if tuned is not None:
+            candidate = FinetuneHead(tuned.coef, tuned.intercept, tuned.params())
+        else:
+            candidate = create_head(name, **_head_kwargs(name, settings))
         start = time.perf_counter()
         candidate.fit(x_tr, y_tr, len(labels), x_va, y_va)
-        fit_seconds[name] = round(time.perf_counter() - start, 4)
+        spent = time.perf_counter() - start + (tuned.seconds if tuned else 0.0)
+        fit_seconds[name] = round(spent, 4)
         fitted[name] = candidate
         val_scores[name] = (
             round(float((candidate.predict_proba(x_va).argmax(1) == y_va).mean()), 4)
@@ -149,9 +196,10 @@ def train(
         info=ModelInfo(
             version="",
             created_at=now_iso(),
-            backbone=backbone.id,
+            backbone=base_id,
             backbone_key=backbone.key,
-            preprocessing=backbone.preprocessing,
+            preprocessing=backbone.preprocessing
+            | ({"finetuned": tuned.preprocessing} if tuned else {}),
             head=chosen,
             head_params=fitted[chosen].params(),
             labels=labels,
@@ -193,7 +241,7 @@ def train(
     metrics["val_scores"] = val_scores
     metrics["fit_seconds"] = fit_seconds
     model.info.metrics = metrics
-    version = save_model(settings.home, model, reserved)
+    version = save_model(settings.home, model, reserved, files)
     return TrainReport(
         version=version,
         head=chosen,
@@ -203,10 +251,62 @@ def train(
         threshold=model.info.threshold,
         metrics=metrics,
         too_few=too_few,
-        embedded=result.computed,
-        cached=len(items) - result.computed,
+        embedded=embedded,
+        cached=len(items) * (2 if tuned else 1) - embedded,
         failures=failures,
         counts=model.info.counts,
+    )
+
+
+def _finetune(
+    settings: Settings,
+    backbone: Backbone,
+    store: DatasetStore,
+    by_subset: dict[str, list[ImageRecord]],
+    vectors: dict[str, np.ndarray],
+    index: dict[str, int],
+    out_dir: Path,
+    progress: Progress | None,
+) -> FinetuneResult:
+    """Fine-tune ``backbone``'s network on the training photos (validation photos pick the
+    epoch): a face backbone's aligned crops (the face it embeds), or the whole images."""
+    images: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+    targets: dict[str, list[int]] = {"train": [], "val": []}
+    for subset in images:
+        for rec in by_subset[subset]:
+            if rec.sha256 not in vectors:
+                continue  # no face for this backbone: left out like everywhere else
+            try:
+                rgb = read_image(store.path_of(rec), settings).rgb
+                if backbone.uses_faces:
+                    faces = backbone.detect(rgb)
+                    if not faces:
+                        continue
+                    crop = backbone.crop(rgb, faces[0])  # the face analyze() embeds
+                    if crop is None:
+                        continue
+                    image = crop
+                else:
+                    image = stretch(rgb)  # what the network sees; bounds the memory held
+            except LookalikeError:
+                continue
+            images[subset].append(image)
+            targets[subset].append(index[rec.label])
+
+    def report(p: FinetuneProgress) -> None:
+        if progress:
+            progress(FINETUNE, (p.epoch - 1) * p.steps + p.step, p.epochs * p.steps)
+
+    return finetune(
+        images["train"],
+        np.array(targets["train"], np.int64),
+        images["val"],
+        np.array(targets["val"], np.int64),
+        sorted(index, key=index.__getitem__),
+        out_dir,
+        network=backbone.id,
+        config=FinetuneConfig.from_settings(settings),
+        progress=report,
     )
 
 

@@ -192,17 +192,23 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     return arr
 
 
-def preprocess(images: list[np.ndarray]) -> np.ndarray:
-    """(N, 3, 224, 224) float32 network input: stretch to 224x224, RGB, (x - 127) / 128."""
+def stretch(image: np.ndarray) -> np.ndarray:
+    """The whole image as 224x224 RGB uint8 (area when shrinking, bilinear when enlarging)."""
     import cv2
 
+    rgb = to_rgb(image)
+    h, w = rgb.shape[:2]
+    shrink = h >= INPUT_SIZE and w >= INPUT_SIZE
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    out: np.ndarray = cv2.resize(rgb, (INPUT_SIZE, INPUT_SIZE), interpolation=interp)
+    return out
+
+
+def preprocess(images: list[np.ndarray]) -> np.ndarray:
+    """(N, 3, 224, 224) float32 network input: stretch to 224x224, RGB, (x - 127) / 128."""
     batch = np.empty((len(images), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.float32)
     for i, image in enumerate(images):
-        rgb = to_rgb(image)
-        h, w = rgb.shape[:2]
-        shrink = h >= INPUT_SIZE and w >= INPUT_SIZE
-        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        batch[i] = cv2.resize(rgb, (INPUT_SIZE, INPUT_SIZE), interpolation=interp)
+        batch[i] = stretch(image)
     batch -= MEAN
     batch /= STD
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
