@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from lookalike.config import Settings
 from lookalike.errors import InvalidInput, NotFound
-from lookalike.storage import ObjectStore
+from lookalike.storage import ObjectStore, StorageUnavailable
 
 
 @pytest.fixture
@@ -85,11 +86,13 @@ def test_put_is_atomic_and_leaves_no_temporary_files(
     assert _files(root) == ["uploads/a"]
 
     def broken_replace(src: str, dst: str) -> None:
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("lookalike.storage.os.replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageUnavailable) as full:  # the one error shape: a clean 503
         store.put("uploads/a", b"new")
+    assert full.value.status == 503 and full.value.details["reason"] == "disk_full"
+    assert "the disk is full" in full.value.message
     assert store.get("uploads/a") == data  # the old object is intact
     assert _files(root) == ["uploads/a"]  # and the temporary file was removed
 

@@ -18,6 +18,7 @@ Layout under the data dir (``settings.data_dir.objects``)::
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import uuid
@@ -28,7 +29,7 @@ from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from lookalike.config import Settings
-from lookalike.errors import InvalidInput, NotFound
+from lookalike.errors import InvalidInput, LookalikeError, NotFound
 
 MAX_KEY_LENGTH = 512
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -88,9 +89,29 @@ def _remote(settings: Settings) -> tuple[AbstractFileSystem, str]:
         key=settings.s3_access_key_id or None,
         secret=settings.s3_secret_access_key or None,
         client_kwargs=client,
+        # A store that cannot be reached answers within seconds, not after minutes of
+        # retries: the request that needed it gets a clean 503 (StorageUnavailable).
+        config_kwargs={"connect_timeout": 3, "read_timeout": 15, "retries": {"max_attempts": 2}},
         use_listings_cache=False,
     )
     return fs, rest.strip("/")
+
+
+class StorageUnavailable(LookalikeError):
+    """The object store cannot be reached or written (S3 down, a full disk): nothing was
+    stored, and the caller writes no row that would name the object."""
+
+    status = 503
+    code = "storage.unavailable"
+
+
+def _unavailable(action: str, key: str, exc: BaseException) -> StorageUnavailable:
+    full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+    why = "the disk is full" if full else f"{type(exc).__name__}: {exc}"[:200]
+    return StorageUnavailable(
+        f"Could not {action} a stored file ({why}); nothing was kept. Try again in a moment.",
+        details={"key": key, "reason": "disk_full" if full else "unreachable"},
+    )
 
 
 class ObjectStore:
@@ -126,7 +147,10 @@ class ObjectStore:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInput("object data must be bytes", code="storage.bad_data")
         if not self._local:  # an object store writes an object whole, or not at all
-            self.fs.pipe_file(path, bytes(data), ContentType=content_type)
+            try:
+                self.fs.pipe_file(path, bytes(data), ContentType=content_type)
+            except Exception as exc:
+                raise _unavailable("write", key, exc) from exc
             return
         parent, _, name = path.rpartition("/")
         tmp = f"{parent}/.{name}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
@@ -142,9 +166,11 @@ class ObjectStore:
                 os.replace(tmp, path)  # atomic on POSIX, replaces an existing object
             else:
                 self.fs.mv(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(FileNotFoundError, OSError):
                 self.fs.rm_file(tmp)
+            if isinstance(exc, OSError):  # a full disk, a read-only or vanished folder
+                raise _unavailable("write", key, exc) from exc
             raise
 
     def get(self, key: str) -> bytes:
@@ -156,6 +182,8 @@ class ObjectStore:
             raise NotFound(
                 f"no object with key {key!r}", code="storage.not_found", details={"key": key}
             ) from None
+        except Exception as exc:
+            raise _unavailable("read", key, exc) from exc
         return bytes(data)
 
     def exists(self, key: str) -> bool:
@@ -171,6 +199,8 @@ class ObjectStore:
             self.fs.rm_file(path)
         except FileNotFoundError:
             return False
+        except Exception as exc:
+            raise _unavailable("delete", key, exc) from exc
         return True
 
     def remove_empty(self, prefix: str) -> None:

@@ -127,3 +127,40 @@ def test_the_service_keeps_and_deletes_personal_files_on_s3(
         assert_error(
             client.get(f"/api/contributions/{joined['id']}/faces/0"), 404, "contribution.not_found"
         )
+
+
+def test_an_unreachable_store_is_a_clean_503_and_leaves_no_row(
+    trained: Path, tmp_path: Path, orl: Orl
+) -> None:
+    from moto.server import ThreadedMotoServer
+    from sqlalchemy import func, select
+
+    from lookalike.db import PredictionRecord
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    base = api_settings(linked_home(trained, tmp_path / "home"), f"sqlite:///{tmp_path}/db.sqlite3")
+    settings = s3_settings(base, f"http://127.0.0.1:{port}", "outage")
+    with client_for(settings, raise_errors=False) as client:
+        photo = {"photo": ("me.pgm", orl["s1"][8].read_bytes())}
+        assert (
+            client.post("/api/predictions", files=photo, data={"consent": "true"}).status_code
+            == 201
+        )
+        server.stop()  # S3 goes away
+        import time
+
+        started = time.perf_counter()
+        kept = client.post("/api/predictions", files=photo, data={"consent": "true"})
+        details = assert_error(kept, 503, "storage.unavailable")
+        assert time.perf_counter() - started < 30 and details["reason"] == "unreachable"
+        assert "nothing was kept" in kept.json()["error"]["message"]
+        plain = client.post("/api/predictions", files=photo)  # no photo to keep: answered
+        assert plain.status_code == 201
+        with app_state(client.app).sessions() as session:
+            rows = session.scalar(select(func.count()).select_from(PredictionRecord))
+            stored = session.scalar(
+                select(func.count()).where(PredictionRecord.storage_key.is_not(None))
+            )
+        assert (rows, stored) == (2, 1)  # the refused one left no row and no half record
