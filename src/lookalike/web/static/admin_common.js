@@ -96,8 +96,20 @@
     });
   }
 
+  /* Every admin page has a status line (aria-live) and an error box. */
+  function say(node, text) {
+    node.textContent = text || "";
+  }
+
+  function showError(node, message) {
+    node.textContent = message || "";
+    node.hidden = !message;
+  }
+
   window.lookalikeAdmin = {
     request: request,
+    say: say,
+    showError: showError,
     loadPage: loadPage,
     $: byId,
     make: make,

@@ -17,8 +17,7 @@
   var state = { loads: 0, answer: null, openCell: null };
 
   function showError(message) {
-    el.error.textContent = message || "";
-    el.error.hidden = !message;
+    common.showError(el.error, message);
   }
 
   function percent(value) {

@@ -104,12 +104,11 @@
   // --- talking to the server -------------------------------------------------------------------
 
   function setStatus(text) {
-    el.status.textContent = text || "";
+    common.say(el.status, text);
   }
 
   function showError(message) {
-    el.error.textContent = message || "";
-    el.error.hidden = !message;
+    common.showError(el.error, message);
   }
 
   function setBusy(busy) {

@@ -39,12 +39,11 @@
   var state = { loads: 0, busy: false, items: [], current: null };
 
   function setStatus(text) {
-    el.status.textContent = text || "";
+    common.say(el.status, text);
   }
 
   function showError(message) {
-    el.error.textContent = message || "";
-    el.error.hidden = !message;
+    common.showError(el.error, message);
   }
 
   function describe(decision) {
