@@ -25,7 +25,7 @@ import hashlib
 import json
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,10 @@ def verify_artifact(home: Path, artifact: str, digest: str) -> None:
             code="model.corrupt",
             details={"artifact": artifact},
         ) from exc
+
+
+def _personal_what(source: str) -> str:
+    return "a visitor's photo" if source.startswith(VISITOR) else "a contributor's face crops"
 
 
 class Registry:
@@ -409,28 +413,31 @@ class Registry:
         everything = photos | people
         return sorted(source for key, source in everything.items() if key not in kept)
 
-    def mark_trained_on(self, source: str, actor: str) -> list[str]:
-        """Record on every registered version trained on ``source`` (personal data just
-        deleted) that it may not serve any longer; returns those versions. The refusal
-        itself is ``refuse_deleted_data``'s, which reads the sources again."""
+    def mark_trained_on(self, sources: Collection[str], actor: str) -> set[str]:
+        """Record on every registered version trained on one of ``sources`` (personal data
+        just deleted) that it may not serve any longer, one event per version and source;
+        returns those versions. Each version's ``model.json`` is read once, whatever the
+        number of sources. The refusal itself is ``refuse_deleted_data``'s."""
         with self.sessions() as session:
             rows = session.scalars(select(ModelVersion).where(ModelVersion.kind == LOOKALIKE)).all()
-        marked = [row.version for row in rows if source in self._personal_sources(row)]
-        if marked:
-            kind = VISITOR if source.startswith(VISITOR) else CONTRIBUTION
-            what = "a visitor's photo" if kind == VISITOR else "a contributor's face crops"
+        trained = {row.version: set(self._personal_sources(row)) for row in rows}
+        events = [
+            ModelEvent(
+                kind=EventKind.DATA_DELETED,
+                model_kind=LOOKALIKE,
+                version=version,
+                reason=f"Trained on {_personal_what(source)}, deleted by their owner: it may"
+                " not serve.",
+                actor=actor,
+            )
+            for source in sorted(sources)
+            for version, used in trained.items()
+            if source in used
+        ]
+        if events:
             with self.sessions.begin() as session:
-                session.add_all(
-                    ModelEvent(
-                        kind=EventKind.DATA_DELETED,
-                        model_kind=LOOKALIKE,
-                        version=version,
-                        reason=f"Trained on {what}, deleted by their owner: it may not serve.",
-                        actor=actor,
-                    )
-                    for version in marked
-                )
-        return marked
+                session.add_all(events)
+        return {event.version for event in events}
 
     def refuse_deleted_data(self, row: ModelVersion) -> None:
         """A version trained on photos their owners deleted never serves again."""

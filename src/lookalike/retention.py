@@ -44,8 +44,7 @@ def forget_trained_on(registry: Registry, sources: set[str], actor: str) -> bool
     ``contribution:<id>``) go; the versions trained on them are marked. Returns whether the
     champion is one of them (then queue a retrain)."""
     forget_sources(registry.settings, sources)
-    marked = {v for source in sorted(sources) for v in registry.mark_trained_on(source, actor)}
-    return registry.champion() in marked
+    return registry.champion() in registry.mark_trained_on(sources, actor)
 
 
 @dataclass(frozen=True)

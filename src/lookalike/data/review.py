@@ -137,14 +137,10 @@ def too_dark(data: Embedded, settings: Settings) -> list[Flag]:
 def blurred(data: Embedded, settings: Settings) -> list[Flag]:
     say = "the face is blurred (sharpness {value:.4f}, under {least:.4f})"
     flags = _below(data, "blurred", "sharpness", settings.check_blur_sharpness, say)
-    measured = {f.sha256 for f in flags}
     for record in data.records:  # imported before the measures were kept: the warning
         if record.quality is None and "blurry" in record.warnings:
             reason = "looked blurred when imported"
-            if record.sha256 not in measured:
-                flags.append(
-                    Flag("blurred", record.label, 0.5, reason, record.sha256, record.source)
-                )
+            flags.append(Flag("blurred", record.label, 0.5, reason, record.sha256, record.source))
     return flags
 
 

@@ -29,7 +29,7 @@ from lookalike.config import Settings
 from lookalike.data.cache import embedding_cache
 from lookalike.data.embed import Embedder
 from lookalike.data.splits import SplitStore
-from lookalike.data.store import CONTRIBUTION, VISITOR, DatasetStore, ImageRecord
+from lookalike.data.store import DatasetStore, ImageRecord, is_contribution, is_visitor
 
 
 @dataclass
@@ -137,8 +137,8 @@ def compare_models(
         "new_class_recall": recall_new,
         "new_class_mean_recall": mean_new,
         "new_class_floor": settings.promotion_new_class_floor,
-        "withdrawn_visitor_photos": sum(s.startswith(VISITOR) for s in withdrawn),
-        "withdrawn_contributors": sum(s.startswith(CONTRIBUTION) for s in withdrawn),
+        "withdrawn_visitor_photos": sum(map(is_visitor, withdrawn)),
+        "withdrawn_contributors": sum(map(is_contribution, withdrawn)),
         "untested_classes": sorted(added - set(recall_new)),
     }
     significant = p_value < alpha
@@ -228,8 +228,8 @@ def compare_models(
 
 
 def _withdrawn_text(sources: list[str]) -> str:
-    photos = sum(s.startswith(VISITOR) for s in sources)
-    people = sum(s.startswith(CONTRIBUTION) for s in sources)
+    photos = sum(map(is_visitor, sources))
+    people = sum(map(is_contribution, sources))
     parts = []
     if photos:
         parts.append(f"{photos} visitor photo(s)")
