@@ -274,6 +274,17 @@ class Settings(BaseSettings):
         "", description="Empty: AWS's default credentials chain (environment, profile, role)."
     )
     s3_secret_access_key: str = Field("", description="With s3_access_key_id.", repr=False)
+    s3_presigned_uploads: bool = Field(
+        True,
+        description="On S3, POST /api/uploads hands out presigned S3 PUT URLs (the photo goes"
+        " straight to the bucket, which needs a CORS rule for the page's origin); false: the"
+        " bytes go through this server's signed URLs, as with local storage.",
+    )
+    s3_public_endpoint_url: str = Field(
+        "",
+        description="The S3 endpoint as browsers reach it, for presigned upload URLs (when it"
+        " differs from s3_endpoint_url, e.g. an internal host name); empty: s3_endpoint_url.",
+    )
 
     # --- name generator and quote of the day ---------------------------------------------------
     names_max_count: int = Field(

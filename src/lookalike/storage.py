@@ -8,6 +8,8 @@ Keys are relative, slash-separated paths such as ``uploads/<key>`` or
 hidden temporary file next to the target, which is then renamed over it, so a reader sees the
 old object or the new one, never half of one (S3 writes an object whole by itself). On S3
 nothing is cached between calls (``use_listings_cache=False``): other processes write too.
+On S3 a browser may also PUT an upload straight into the bucket with a presigned URL
+(:meth:`ObjectStore.presign_put`, signed by botocore with the same credentials).
 
 Layout under the data dir (``settings.data_dir.objects``)::
 
@@ -21,9 +23,13 @@ import contextlib
 import errno
 import os
 import re
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
 
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
@@ -97,6 +103,29 @@ def _remote(settings: Settings) -> tuple[AbstractFileSystem, str]:
     return fs, rest.strip("/")
 
 
+def _presigner(settings: Settings) -> Any:
+    """A botocore S3 client that signs URLs for browsers (no request is sent to sign one):
+    the public endpoint when the service reaches S3 under another name."""
+    from botocore.config import Config
+    from botocore.session import get_session
+
+    endpoint = settings.s3_public_endpoint_url or settings.s3_endpoint_url
+    return get_session().create_client(
+        "s3",
+        endpoint_url=endpoint or None,
+        region_name=settings.s3_region or None,
+        aws_access_key_id=settings.s3_access_key_id or None,
+        aws_secret_access_key=settings.s3_secret_access_key or None,
+        config=Config(signature_version="s3v4"),
+    )
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    content_type: str | None  # None where the store does not keep it (local files)
+
+
 class StorageUnavailable(LookalikeError):
     """The object store cannot be reached or written (S3 down, a full disk): nothing was
     stored, and the caller writes no row that would name the object."""
@@ -129,6 +158,7 @@ class ObjectStore:
         root: str | None = None,
     ) -> None:
         self.settings = settings
+        self._s3 = fs is None and bool(settings.storage_url)
         if fs is None and settings.storage_url:
             fs, root = _remote(settings)
         self.fs: AbstractFileSystem = fs if fs is not None else LocalFileSystem()
@@ -136,6 +166,46 @@ class ObjectStore:
             root = str(settings.data_dir.objects.resolve())
         self.root = root.rstrip("/")
         self._local = isinstance(self.fs, LocalFileSystem)
+        self._signer: Any = None
+        self._signer_lock = threading.Lock()
+        self._origin: str | None = None
+
+    @property
+    def presigns_uploads(self) -> bool:
+        """Whether uploads go straight to S3 with presigned URLs (else through the server)."""
+        return self._s3 and self.settings.s3_presigned_uploads
+
+    def presign_put(self, key: str, content_type: str, size: int, expires_in: int) -> str:
+        """A presigned S3 PUT URL for ``key``: S3 refuses a request whose Content-Type or
+        Content-Length differ from ``content_type`` and ``size`` (both are signed headers),
+        or that comes after ``expires_in`` seconds."""
+        if not self.presigns_uploads:
+            raise InvalidInput(
+                "this object store does not presign uploads", code="storage.no_presign"
+            )
+        bucket, _, path = self.path(key).partition("/")
+        try:
+            with self._signer_lock:
+                if self._signer is None:
+                    self._signer = _presigner(self.settings)
+            url = self._signer.generate_presigned_url(
+                "put_object",
+                Params={
+                    "Bucket": bucket,
+                    "Key": path,
+                    "ContentType": content_type,
+                    "ContentLength": size,
+                },
+                ExpiresIn=expires_in,
+                HttpMethod="PUT",
+            )
+        except Exception as exc:  # no credentials, a bad endpoint: nothing can be uploaded
+            raise StorageUnavailable(
+                f"Could not sign an upload URL ({type(exc).__name__}: {exc})"[:300]
+                + "; nothing was kept. Try again in a moment.",
+                details={"key": key, "reason": "cannot_sign"},
+            ) from exc
+        return str(url)
 
     def path(self, key: str) -> str:
         """The filesystem path of ``key`` (validated)."""
@@ -185,6 +255,36 @@ class ObjectStore:
         except Exception as exc:
             raise _unavailable("read", key, exc) from exc
         return bytes(data)
+
+    def upload_origin(self) -> str | None:
+        """The origin presigned upload URLs point at (a page must be allowed to connect
+        there), or None when uploads are not presigned or cannot be signed now."""
+        if not self.presigns_uploads:
+            return None
+        if self._origin is None:
+            try:
+                url = self.presign_put("uploads/origin", "image/jpeg", 1, 60)
+            except StorageUnavailable:
+                return None
+            parts = urlsplit(url)
+            self._origin = f"{parts.scheme}://{parts.netloc}"
+        return self._origin
+
+    def info(self, key: str) -> ObjectInfo:
+        """Size and content type of ``key`` (one HEAD on S3); ``NotFound`` when missing."""
+        path = self.path(key)
+        try:
+            found = self.fs.info(path)
+        except FileNotFoundError:
+            found = {}
+        except Exception as exc:
+            raise _unavailable("read", key, exc) from exc
+        if found.get("type") != "file":
+            raise NotFound(
+                f"no object with key {key!r}", code="storage.not_found", details={"key": key}
+            )
+        content_type = found.get("ContentType")
+        return ObjectInfo(int(found["size"]), str(content_type) if content_type else None)
 
     def exists(self, key: str) -> bool:
         path = self.path(key)

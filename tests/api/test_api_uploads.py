@@ -52,6 +52,7 @@ def test_upload_then_predict(client: TestClient, settings: Settings, orl: Orl) -
     data = orl["s2"][9].read_bytes()
     grant = ask(client, len(data), "image/jpeg")
     assert grant["method"] == "PUT" and grant["max_bytes"] == len(data)
+    assert grant["headers"] == {"Content-Type": "image/jpeg"}  # what the PUT must send
     query = parse_qs(urlsplit(grant["url"]).query)
     assert urlsplit(grant["url"]).path == f"/api/uploads/{grant['key']}"
     assert set(query) == {"expires", "signature"}

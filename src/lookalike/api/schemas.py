@@ -182,8 +182,16 @@ class UploadCreate(_In):
 
 class UploadPublic(BaseModel):
     key: str
-    url: str = Field(description="Signed URL: PUT the raw bytes there with the same Content-Type")
+    url: str = Field(
+        description="Signed URL: PUT the raw bytes there with `headers`. Relative (this"
+        " server) or absolute (straight to S3 with a presigned URL)."
+    )
     method: Literal["PUT"] = "PUT"
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers to send with the PUT, exactly (the Content-Type asked for); the"
+        " body must be exactly `max_bytes` bytes (on S3 its length is signed).",
+    )
     content_type: str
     expires_at: datetime
     max_bytes: int

@@ -20,19 +20,18 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.config import Settings
 from lookalike.contributions import crop_key
 from lookalike.data.store import VISITOR
-from lookalike.db import PredictionRecord, Upload, utcnow
+from lookalike.db import PredictionRecord, utcnow
 from lookalike.enrolled import EnrolledGallery
 from lookalike.errors import CannotJudge, LookalikeError, NotFound
 from lookalike.inference import AnswerKind, Neighbour, Prediction, Predictor
 from lookalike.registry import Registry
 from lookalike.retention import erase_kept_photo, forget_trained_on
-from lookalike.services.uploads import object_key
+from lookalike.services import uploads
 from lookalike.storage import ObjectStore
 from lookalike.vision.images import DecodedImage
 from lookalike.visits import decode_visit, encode_visit
@@ -104,52 +103,7 @@ def feedback_token(settings: Settings, prediction_id: str) -> str:
 
 def claim_upload(sessions: sessionmaker[Session], store: ObjectStore, key: str) -> Photo:
     """Claim a received upload for one prediction (once) and take its bytes out of the store."""
-    now = utcnow()
-    with sessions() as session, session.begin():
-        row = session.get(Upload, key)
-        if row is None:
-            raise NotFound(
-                "No upload with that key. Ask for a new upload URL (POST /api/uploads).",
-                code="upload.not_found",
-            )
-        used = LookalikeError(
-            "This upload was already used for a prediction; upload the photo again.",
-            code="upload.used",
-            status=409,
-        )
-        if row.consumed_at is not None:
-            raise used
-        if row.received_at is None:
-            raise LookalikeError(
-                "Nothing was uploaded with that key yet: PUT the photo to the signed URL first.",
-                code="upload.not_received",
-                status=409,
-            )
-        if row.expires_at <= now:
-            raise LookalikeError(
-                "This upload has expired; ask for a new upload URL.",
-                code="upload.expired",
-                status=410,
-            )
-        claimed = session.execute(
-            update(Upload)
-            .where(Upload.key == key, Upload.consumed_at.is_(None))
-            .values(consumed_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(claimed, "rowcount", 1) != 1:
-            raise used
-    stored = object_key(key)
-    try:
-        return Photo(store.get(stored), "the uploaded photo")
-    except NotFound:
-        raise LookalikeError(
-            "The uploaded photo is gone (it expired); upload it again.",
-            code="upload.expired",
-            status=410,
-        ) from None
-    finally:
-        store.delete(stored)  # one prediction per upload; nothing kept without consent
+    return Photo(uploads.claim_upload(sessions, store, key), "the uploaded photo")
 
 
 def predict(

@@ -41,11 +41,15 @@ def admin_page(
 
 
 def public_page(
-    state: AppState, request: Request, template: str, context: dict[str, Any]
+    state: AppState,
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    csp: str = PAGE_CSP,
 ) -> HTMLResponse:
     """A public page, under its Content-Security-Policy and leaking no referrer."""
     response = state.templates.TemplateResponse(request, template, context)
-    response.headers["Content-Security-Policy"] = PAGE_CSP
+    response.headers["Content-Security-Policy"] = csp
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
@@ -53,6 +57,9 @@ def public_page(
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def index(request: Request, state: StateDep) -> HTMLResponse:
     settings = state.settings
+    # Photos PUT straight to S3 (presigned uploads): the page may connect to the bucket.
+    s3_origin = state.store.upload_origin()
+    csp = PAGE_CSP if s3_origin is None else f"{PAGE_CSP}; connect-src 'self' {s3_origin}"
     return public_page(
         state,
         request,
@@ -60,7 +67,9 @@ def index(request: Request, state: StateDep) -> HTMLResponse:
         {
             "max_photos": settings.max_photos_per_request,
             "max_image_bytes": settings.max_image_bytes,
+            "direct_uploads": s3_origin is not None,
         },
+        csp,
     )
 
 

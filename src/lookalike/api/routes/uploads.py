@@ -1,4 +1,5 @@
-"""``/api/uploads``: signed, single-use upload URLs for a photo (``lookalike.services.uploads``),
+"""``/api/uploads``: signed, single-use upload URLs for a photo (``lookalike.services.uploads``):
+to this server (``PUT /api/uploads/{key}``) or, on S3, a presigned URL straight to the bucket;
 then ``POST /api/predictions {"upload_key": ...}``."""
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def create_upload(state: StateDep, body: UploadCreate) -> UploadPublic:
     return UploadPublic(
         key=made.row.key,
         url=made.url,
+        headers=made.headers,
         content_type=made.row.content_type,
         expires_at=made.row.expires_at,
         max_bytes=made.row.max_bytes,

@@ -1,5 +1,8 @@
 /* The public page: upload or webcam -> POST /api/predictions -> render the answer.
  *
+ * Where the page says so (data-direct-uploads: photos go straight to S3), a chosen photo is
+ * first PUT to the URL that POST /api/uploads gives, then answered by its upload key.
+ *
  * Three views, one at a time: the photo controls ("input"), the answer ("result") and
  * "can't judge this photo" ("cannot", a 422 face.* error). The answer names who the face is
  * ("This is X") or whom it resembles ("You look like X", "Between X and Y"), with the
@@ -231,25 +234,98 @@
     return index >= 0 && index < count ? index : 0;
   }
 
+  var UPLOAD_TYPES = ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif"];
+
+  /* Whether a photo goes to an upload URL first: the page says so (data-direct-uploads) when
+   * photos go straight to the object store (a presigned S3 URL); a burst goes as one form. */
+  function viaUploadUrl(photos) {
+    return (
+      document.body.getAttribute("data-direct-uploads") === "true" &&
+      photos.length === 1 &&
+      UPLOAD_TYPES.indexOf(photos[0].blob.type) >= 0
+    );
+  }
+
+  /* POST /api/uploads, then PUT the photo to the URL it gives (this server's signed URL or
+   * a presigned S3 URL on another origin) with exactly the headers it names; resolves
+   * request()'s shape, with `key` when the photo arrived. */
+  function uploadPhoto(blob) {
+    var ask = { content_type: blob.type, size: blob.size };
+    return request("/api/uploads", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(ask),
+    }).then(function (res) {
+      if (!res.ok) return res;
+      var grant = res.body || {};
+      var failed = { ok: false, status: 0, body: null, error: null, message: "" };
+      // No cookies: an S3 URL is another site, and this server's URL is signed by itself.
+      return fetch(grant.url, {
+        method: grant.method || "PUT",
+        headers: grant.headers || {},
+        body: blob,
+        credentials: "omit",
+      }).then(
+        function (response) {
+          if (response.ok) return { ok: true, key: grant.key };
+          return readJson(response).then(function (body) {
+            failed.status = response.status;
+            failed.body = body;
+            failed.error = body && body.error && typeof body.error === "object" ? body.error : null;
+            failed.message = failed.error
+              ? errorMessage(body, response)
+              : "The photo could not be uploaded (HTTP " + response.status + "). Please try again.";
+            return failed;
+          });
+        },
+        function () {
+          failed.message = "Could not upload the photo. Check your connection and try again.";
+          return failed;
+        }
+      );
+    });
+  }
+
+  /* POST /api/predictions: the photos as a form, or one photo by its upload key. */
+  function sendPrediction(photos, fields) {
+    if (!viaUploadUrl(photos)) {
+      var form = new FormData();
+      photos.forEach(function (photo) {
+        form.append("photo", photo.blob, photo.name);
+      });
+      Object.keys(fields).forEach(function (name) {
+        form.append(name, String(fields[name]));
+      });
+      return request("/api/predictions", { method: "POST", body: form });
+    }
+    return uploadPhoto(photos[0].blob).then(function (res) {
+      if (!res.ok) return res;
+      var body = { upload_key: res.key };
+      Object.keys(fields).forEach(function (name) {
+        body[name] = fields[name];
+      });
+      return request("/api/predictions", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    });
+  }
+
   /* Send photos (one, or a webcam burst); options: faceIndex, visit, repick (another face of
    * the photo on screen), note (a line for the answer's small print). */
   function predict(photos, options) {
     if (state.busy) return Promise.resolve();
     var opts = options || {};
-    var form = new FormData();
-    photos.forEach(function (photo) {
-      form.append("photo", photo.blob, photo.name);
-    });
-    form.append("client", "web");
-    form.append("consent", el.consent.checked ? "true" : "false");
+    var fields = { client: "web", consent: el.consent.checked };
     if (opts.faceIndex !== null && opts.faceIndex !== undefined) {
-      form.append("face_index", String(opts.faceIndex));
+      fields.face_index = Number(opts.faceIndex);
     }
-    if (opts.visit) form.append("visit", opts.visit);
+    if (opts.visit) fields.visit = opts.visit;
     clearError();
     setBusy(true);
     setStatus(photos.length > 1 ? "Looking for your face in " + photos.length + " frames…" : "Looking for a face…");
-    return request("/api/predictions", { method: "POST", body: form }).then(function (res) {
+    return sendPrediction(photos, fields).then(function (res) {
       setBusy(false);
       setStatus("");
       if (res.ok) {
