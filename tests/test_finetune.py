@@ -74,8 +74,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory, crops: Crops) -> FinetuneR
 
 def quick(**overrides: object) -> FinetuneConfig:
     """A fast setup for the control-flow tests: the pretrained network frozen (only the
-    classifier learns), no augmentation, a high learning rate."""
-    base = {"batch_size": 8, "backbone_lr_factor": 0.0, "augment": False, "lr": 1e-2}
+    classifier learns), no augmentation, a high learning rate, a random classifier (the
+    control-flow tests steer its loss; an imprinted one starts near the answer)."""
+    base = {
+        "batch_size": 8,
+        "backbone_lr_factor": 0.0,
+        "augment": False,
+        "lr": 1e-2,
+        "init": "random",
+    }
     return FinetuneConfig(**(base | overrides))  # type: ignore[arg-type]
 
 
@@ -222,11 +229,33 @@ def test_ctrl_c_before_any_epoch_finished_propagates(tmp_path: Path, crops: Crop
 # --- settings and bad input ---------------------------------------------------------------------
 
 
+def test_imprinting_starts_the_classifier_at_the_class_means(crops: Crops) -> None:
+    """Before any step, an imprinted classifier already names the validation photos (3
+    people, chance 1/3) and has a lower loss than a random one."""
+    import torch
+
+    from lookalike.training.finetune import _evaluate, _imprint, network_inputs
+
+    x_train, y_train, x_val, y_val = crops
+    x_tr, x_va = network_inputs(x_train, "face"), network_inputs(x_val, "face")
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    torch.manual_seed(0)
+    model = nets.build_network("face", len(PEOPLE), 0.2)
+    random_loss, _ = _evaluate(model, x_va, y_val, loss_fn, 8, "cpu")
+    _imprint(model, x_tr, y_train, len(PEOPLE), 8, "cpu")
+    imprinted_loss, accuracy = _evaluate(model, x_va, y_val, loss_fn, 8, "cpu")
+    assert accuracy == 1.0
+    assert imprinted_loss < random_loss
+    assert float(model.classifier.bias.detach().abs().max()) == 0.0
+
+
 def test_config_reads_the_settings() -> None:
     settings = Settings(finetune_patience=5, finetune_scheduler="cosine", finetune_lr=3e-4)
     config = FinetuneConfig.from_settings(settings, epochs=2)
     assert (config.patience, config.scheduler, config.lr, config.epochs) == (5, "cosine", 3e-4, 2)
     assert config.batch_size == 32 and config.label_smoothing == 0.1  # the recipe's defaults
+    assert config.init == "imprint"
+    assert FinetuneConfig.from_settings(Settings(finetune_init="random")).init == "random"
 
 
 @pytest.mark.parametrize(

@@ -174,6 +174,12 @@ class Settings(BaseSettings):
         lt=1,
         description="Fine-tuning: brightness shift and contrast factor range (1 +- this).",
     )
+    finetune_init: Literal["imprint", "random"] = Field(
+        "imprint",
+        description="Fine-tuning: the new classifier's starting weights. imprint: each class's"
+        " mean embedding under the pretrained network (it starts where a nearest-class-mean"
+        " head is, so few epochs are wasted); random: PyTorch's default initialisation.",
+    )
     finetune_device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Fine-tuning: where to train; auto: CUDA when available, else CPU."
     )
