@@ -12,6 +12,9 @@ retrains never overlap, whichever process or trigger started them.
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +33,33 @@ from lookalike.retrain import retrain, retrain_running
 log = logging.getLogger("lookalike.jobs")
 REQUEUE_MINUTES = 5  # how often contributions whose job was lost are queued again
 REQUEUE_AFTER_SECONDS = 120.0
+
+
+class QueueUnavailable(LookalikeError):
+    """The job queue cannot be reached (Redis down, the SQLite queue locked): nothing was
+    queued; the caller may try again in a moment."""
+
+    status = 503
+    code = "queue.unavailable"
+
+
+def _queue_errors() -> tuple[type[Exception], ...]:
+    """What the queue's storage raises while it cannot be reached."""
+    from redis.exceptions import RedisError
+
+    return (sqlite3.OperationalError, RedisError)
+
+
+@contextmanager
+def _queue_reached(action: str) -> Iterator[None]:
+    try:
+        yield
+    except _queue_errors() as exc:
+        raise QueueUnavailable(
+            f"The job queue cannot be reached right now, so nothing could be {action}."
+            " Try again in a moment.",
+            details={"reason": type(exc).__name__},
+        ) from exc
 
 
 def create_queue(settings: Settings) -> Huey:
@@ -201,9 +231,10 @@ class Jobs:
     def enqueue_retrain(self, trigger: Trigger = Trigger.API, actor: str = "api") -> QueuedJob:
         """Queue a retrain, or join the one already queued or running (its id comes back):
         a burst of requests makes one model, not one each. Across processes: the last job
-        id is kept in the data dir, and checked under a lock."""
+        id is kept in the data dir, and checked under a lock. ``QueueUnavailable`` (503)
+        while the queue cannot be reached."""
         data_dir = self.settings.data_dir
-        with file_lock(data_dir.retrain_enqueue_lock):
+        with file_lock(data_dir.retrain_enqueue_lock), _queue_reached("queued"):
             last_file = data_dir.retrain_job
             last = last_file.read_text().strip() if last_file.exists() else ""
             if last and self._unfinished(last):
@@ -222,7 +253,8 @@ class Jobs:
 
     def result(self, job_id: str) -> dict[str, Any] | None:
         """A finished job's outcome (None while queued or running, or unknown)."""
-        value = self.huey.result(job_id, preserve=True)
+        with _queue_reached("read"):
+            value = self.huey.result(job_id, preserve=True)
         return value if isinstance(value, dict) else None
 
     def consumer(self, workers: int = 1) -> Consumer:

@@ -7,6 +7,8 @@ Needs the server binaries (Debian: ``apt-get install postgresql``, or ``make sys
 initdb refuses to run as root, so as root the cluster runs as the ``postgres`` system user
 (its directory is handed to that user); otherwise as the current user. Durability is off
 (fsync, synchronous_commit, full_page_writes): it is thrown away afterwards.
+``PostgresCluster(durable_commits=True)`` keeps ``synchronous_commit`` on, as a production
+server has it: a commit it acknowledged survives the server being killed (``pause("immediate")``).
 """
 
 from __future__ import annotations
@@ -70,8 +72,11 @@ def find_bindir() -> Path:
 class PostgresCluster:
     """Start a private cluster on enter (yielding its SQLAlchemy URL); stop and delete on exit."""
 
-    def __init__(self, bindir: Path | None = None, user: str = SUPERUSER) -> None:
+    def __init__(
+        self, bindir: Path | None = None, user: str = SUPERUSER, *, durable_commits: bool = False
+    ) -> None:
         self.bindir = bindir or find_bindir()
+        self.durable_commits = durable_commits
         self.user = user
         self.port = 0
         self.tmpdir: Path | None = None
@@ -148,7 +153,8 @@ class PostgresCluster:
                 self.port = free_port()
                 options = (
                     f"-p {self.port} -k {self.tmpdir} -c listen_addresses=127.0.0.1"
-                    " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                    " -c fsync=off -c full_page_writes=off"
+                    f" -c synchronous_commit={'on' if self.durable_commits else 'off'}"
                     " -c max_connections=200 -c wal_level=minimal -c max_wal_senders=0"
                 )
                 started = self._run(
@@ -177,10 +183,11 @@ class PostgresCluster:
             self.stop()
             raise
 
-    def pause(self) -> None:
-        """Shut the server down (fast: sessions are cut), keeping its data (see ``resume``)."""
+    def pause(self, mode: str = "fast") -> None:
+        """Shut the server down (``fast``: sessions are cut; ``immediate``: as if it crashed,
+        recovering on start), keeping its data (see ``resume``)."""
         log = str(self.datadir.parent / "server.log")
-        done = self._run("pg_ctl", "-D", str(self.datadir), "-l", log, "-m", "fast", "-w", "stop")
+        done = self._run("pg_ctl", "-D", str(self.datadir), "-l", log, "-m", mode, "-w", "stop")
         if done.returncode != 0:
             raise RuntimeError(f"pg_ctl stop failed: {done.stderr}")
 

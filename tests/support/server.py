@@ -70,17 +70,18 @@ def running_server(
     settings: Settings, logs: Path, *, workers: int = 1, **more: str
 ) -> Iterator[Server]:
     """``lookalike serve`` (the real CLI, its own process) on a free port for ``settings``'
-    data dir and database: no job worker, no rate limit (``more``: other settings, by name).
+    data dir and database: no job worker, no rate limit (``more``: other settings, by name,
+    these two included).
     Yields once it serves a model."""
     port = free_port()
     log = logs / f"server-{port}.log"
-    env = child_env(
-        database_url=settings.effective_database_url,
-        backbone=settings.backbone,
-        jobs_in_process="false",
-        rate_limit_per_minute="0",
-        **more,
-    )
+    defaults = {
+        "database_url": settings.effective_database_url,
+        "backbone": settings.backbone,
+        "jobs_in_process": "false",
+        "rate_limit_per_minute": "0",
+    }
+    env = child_env(**{**defaults, **more})
     cmd = [sys.executable, "-m", "lookalike.cli", "serve", "--home", str(settings.home)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     with log.open("wb") as out:
