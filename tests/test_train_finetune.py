@@ -115,3 +115,34 @@ def test_served_by_onnxruntime_without_torch(
     assert answer["version"] == challenger.version and answer["key"] == info.backbone_key
     assert answer["labels"] == PEOPLE and answer["best"] in PEOPLE
     assert answer["torch"] is False
+
+
+def test_auto_weighs_finetuning_only_where_the_settings_allow(tmp_path: Path, orl: Orl) -> None:
+    """auto fine-tunes when asked to (auto_finetune) with enough photos per class, and keeps
+    whichever candidate wins on validation; by default, on a machine without a GPU, it does
+    not fine-tune at all."""
+    from lookalike.training.train import train
+
+    settings = Settings(
+        home=tmp_path / "home",
+        backbone="face",
+        finetune_epochs=1,
+        finetune_batch_size=8,
+        auto_finetune="always",
+        auto_finetune_min_per_class=3,
+    )
+    import_images(class_folders(tmp_path / "source", {p: orl[p][:8] for p in PEOPLE}), settings)
+    report = train(settings, head="auto")
+    assert set(report.val_scores) == {"logistic", "gallery", "finetune"}
+    best = max(report.val_scores.values(), key=lambda v: v or 0.0)
+    assert report.val_scores[report.head] == best
+    info = load_model(settings.home, report.version).info
+    assert ("network.onnx" in info.files) == (report.head == "finetune")
+
+    import torch
+
+    defaults = settings.model_copy(update={"auto_finetune": "gpu"})
+    if not torch.cuda.is_available():
+        assert "finetune" not in train(defaults, head="auto").val_scores
+    too_few = settings.model_copy(update={"auto_finetune_min_per_class": 100})
+    assert "finetune" not in train(too_few, head="auto").val_scores

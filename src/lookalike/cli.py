@@ -215,8 +215,9 @@ def train(
     head: Annotated[
         str,
         typer.Option(
-            help="logistic, gallery, auto (best on validation), or finetune (trains the"
-            " network itself; needs the torch extra)."
+            help="logistic, gallery, auto (best on validation; fine-tuning among them where"
+            " the auto_finetune settings allow), or finetune (trains the network itself;"
+            " needs the torch extra)."
         ),
     ] = "auto",
     backbone: Annotated[str | None, typer.Option(help="Backbone: face, image, test.")] = None,

@@ -180,6 +180,18 @@ class Settings(BaseSettings):
         " mean embedding under the pretrained network (it starts where a nearest-class-mean"
         " head is, so few epochs are wasted); random: PyTorch's default initialisation.",
     )
+    auto_finetune: Literal["never", "gpu", "always"] = Field(
+        "gpu",
+        description="Whether training with head auto also fine-tunes the network, keeping it"
+        " only if it wins on validation: never; gpu: only when torch sees a CUDA GPU (on a"
+        " few CPU cores it takes minutes to hours: docs/benchmarks.md); always.",
+    )
+    auto_finetune_min_per_class: int = Field(
+        1000,
+        ge=1,
+        description="head auto fine-tunes only when every class has at least this many"
+        " training photos (with fewer, the heads on pretrained embeddings win).",
+    )
     finetune_device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Fine-tuning: where to train; auto: CUDA when available, else CPU."
     )

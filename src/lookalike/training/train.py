@@ -52,9 +52,19 @@ Progress = Callable[[str, int, int], None]
 # cosine) until validation photos calibrate it; other backbones (generic classes) accept
 # everything.
 DEFAULT_THRESHOLDS = {"face": 0.363, "face-ft": 1.01}
-# The head that trains the network itself (``training.finetune``): asked for by name only,
-# never part of ``auto`` (minutes to hours, and torch).
+# The head that trains the network itself (``training.finetune``): asked for by name, or
+# weighed by ``auto`` where the settings allow it (``_auto_finetunes``).
 FINETUNE = "finetune"
+
+
+@dataclass
+class _Space:
+    """One embedding space the candidate heads learn in."""
+
+    backbone: Backbone
+    result: EmbedResult
+    heads: list[str]
+    tuned: FinetuneResult | None = None  # set: the fine-tuned network's space
 
 
 @dataclass
@@ -145,20 +155,57 @@ def train(
     on_embed = (lambda d, t: progress("embed", d, t)) if progress else None
     result: EmbedResult = Embedder(backbone, cache).embed_files(items, on_embed)
     embedded = result.computed
-    files: dict[str, bytes] = {}
-    tuned: FinetuneResult | None = None
-    if head == FINETUNE:
+    # Each candidate head learns in one embedding space: the pretrained network's, or, for
+    # the finetune head, the fine-tuned network's (which the fine-tuning itself produces).
+    spaces = [] if head == FINETUNE else [_Space(backbone, result, _light_heads(head))]
+    network = b""
+    if head == FINETUNE or (head == "auto" and _auto_finetunes(settings, backbone, by_subset)):
         with tempfile.TemporaryDirectory(prefix="lookalike-finetune-") as tmp:
             tuned = _finetune(
                 settings, backbone, store, by_subset, result.vectors, index, Path(tmp), progress
             )
-            files[NETWORK_FILE] = tuned.onnx_path.read_bytes()
-            # From here on the model's embeddings are the fine-tuned network's (own cache key).
-            backbone = finetuned_backbone(backbone, tuned.onnx_path, tuned.onnx_sha256)
-            tuned_result = Embedder(backbone, cache).embed_files(items, on_embed)
+            network = tuned.onnx_path.read_bytes()
+            # Its embeddings are the fine-tuned network's (own cache key).
+            tuned_backbone = finetuned_backbone(backbone, tuned.onnx_path, tuned.onnx_sha256)
+            tuned_result = Embedder(tuned_backbone, cache).embed_files(items, on_embed)
         tuned_result.failures = result.failures | tuned_result.failures
         embedded += tuned_result.computed
-        result = tuned_result
+        spaces.append(_Space(tuned_backbone, tuned_result, [FINETUNE], tuned))
+
+    fitted: dict[str, Head] = {}
+    fit_seconds: dict[str, float] = {}
+    val_scores: dict[str, float | None] = {}
+    space_of: dict[str, _Space] = {}
+    for space in spaces:
+        vectors, dim = space.result.vectors, space.backbone.dim
+        x_tr, y_tr, _ = labelled_arrays(by_subset["train"], vectors, index, dim)
+        x_va, y_va, _ = labelled_arrays(by_subset["val"], vectors, index, dim)
+        for name in space.heads:
+            candidate: Head
+            if space.tuned is not None:
+                candidate = FinetuneHead(
+                    space.tuned.coef, space.tuned.intercept, space.tuned.params()
+                )
+            else:
+                candidate = create_head(name, **_head_kwargs(name, settings))
+            start = time.perf_counter()
+            candidate.fit(x_tr, y_tr, len(labels), x_va, y_va)
+            spent = time.perf_counter() - start + (space.tuned.seconds if space.tuned else 0.0)
+            fit_seconds[name] = round(spent, 4)
+            fitted[name] = candidate
+            space_of[name] = space
+            val_scores[name] = (
+                round(float((candidate.predict_proba(x_va).argmax(1) == y_va).mean()), 4)
+                if len(y_va)
+                else None
+            )
+    # Best validation accuracy; ties (and no validation data) keep the registry order,
+    # logistic first: its probabilities are the better calibrated.
+    names = list(fitted)
+    chosen = max(names, key=lambda n: (val_scores[n] or 0.0, -names.index(n)))
+    backbone, result = space_of[chosen].backbone, space_of[chosen].result
+    tuned_chosen = space_of[chosen].tuned
+    files = {NETWORK_FILE: network} if tuned_chosen is not None else {}
     failures = {catalog.images[sha].source: why for sha, why in result.failures.items()}
 
     x_tr, y_tr, rec_tr = labelled_arrays(by_subset["train"], result.vectors, index, backbone.dim)
@@ -166,30 +213,6 @@ def train(
     test_hashes = splits.test_hashes()
     test_records = [r for r in by_subset["test"] if r.sha256 in test_hashes]
     x_te, y_te, rec_te = labelled_arrays(test_records, result.vectors, index, backbone.dim)
-
-    names = list(HEADS) if head == "auto" else [head]
-    fitted: dict[str, Head] = {}
-    fit_seconds: dict[str, float] = {}
-    val_scores: dict[str, float | None] = {}
-    for name in names:
-        candidate: Head
-        if tuned is not None:
-            candidate = FinetuneHead(tuned.coef, tuned.intercept, tuned.params())
-        else:
-            candidate = create_head(name, **_head_kwargs(name, settings))
-        start = time.perf_counter()
-        candidate.fit(x_tr, y_tr, len(labels), x_va, y_va)
-        spent = time.perf_counter() - start + (tuned.seconds if tuned else 0.0)
-        fit_seconds[name] = round(spent, 4)
-        fitted[name] = candidate
-        val_scores[name] = (
-            round(float((candidate.predict_proba(x_va).argmax(1) == y_va).mean()), 4)
-            if len(y_va)
-            else None
-        )
-    # Best validation accuracy; ties (and no validation data) keep the registry order,
-    # logistic first: its probabilities are the better calibrated.
-    chosen = max(names, key=lambda n: (val_scores[n] or 0.0, -names.index(n)))
 
     shown = np.array([not is_visitor(r.source) for r in rec_tr], dtype=bool)
     model = TrainedModel(
@@ -199,7 +222,7 @@ def train(
             backbone=base_id,
             backbone_key=backbone.key,
             preprocessing=backbone.preprocessing
-            | ({"finetuned": tuned.preprocessing} if tuned else {}),
+            | ({"finetuned": tuned_chosen.preprocessing} if tuned_chosen else {}),
             head=chosen,
             head_params=fitted[chosen].params(),
             labels=labels,
@@ -252,7 +275,7 @@ def train(
         metrics=metrics,
         too_few=too_few,
         embedded=embedded,
-        cached=len(items) * (2 if tuned else 1) - embedded,
+        cached=len(items) * len(spaces) - embedded,
         failures=failures,
         counts=model.info.counts,
     )
@@ -308,6 +331,33 @@ def _finetune(
         config=FinetuneConfig.from_settings(settings),
         progress=report,
     )
+
+
+def _light_heads(head: str) -> list[str]:
+    return list(HEADS) if head == "auto" else [head]
+
+
+def _auto_finetunes(
+    settings: Settings, backbone: Backbone, by_subset: dict[str, list[ImageRecord]]
+) -> bool:
+    """Whether ``auto`` also fine-tunes (and keeps the result only if it wins on validation):
+    when the settings allow it on this hardware (``auto_finetune``: on 2 CPU cores it takes
+    minutes to hours and, measured in docs/benchmarks.md, does not win), every class has
+    ``auto_finetune_min_per_class`` training photos, and validation photos pick its epoch."""
+    if settings.auto_finetune == "never" or backbone.id not in NETWORKS or not by_subset["val"]:
+        return False
+    counts = _count(by_subset["train"])
+    if min(counts.values(), default=0) < settings.auto_finetune_min_per_class:
+        return False
+    try:
+        require_torch()
+    except LookalikeError:
+        return False
+    if settings.auto_finetune == "gpu":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return True
 
 
 def _few(too_few: dict[str, int]) -> str:
