@@ -10,6 +10,12 @@
 A version directory is built under a temporary name and renamed into place
 (``lookalike.versioned``), so a reader sees a whole model or none. Loading checks the
 digests and refuses a damaged artifact.
+
+With a remote object store (``storage_url``: S3) the data dir is a cache: the registry
+publishes a version's files to ``models/<version>/<file>`` before it registers the
+version (:func:`publish_artifact`), and a process on another machine that lacks a version
+fetches it into its own data dir (:func:`fetch_artifact`, from :func:`load_model` given the
+settings), every file checked against the digest its ``model.json`` records.
 Which version answers (the champion) is the registry's business (``lookalike.registry``).
 """
 
@@ -21,22 +27,27 @@ import json
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lookalike.config import Settings
 from lookalike.datadir import DataDir
-from lookalike.errors import ModelUnavailable, NotFound
+from lookalike.errors import InvalidInput, ModelUnavailable, NotFound
 from lookalike.scoring.heads import ClassAggregator, Head, restore_head
 from lookalike.scoring.resemblance import DEFAULT_TIE_Z, Resemblance
 from lookalike.versioned import VersionedDirs, version_pattern
 from lookalike.vision.backbones import Backbone, create_backbone
 from lookalike.vision.finetuned import NETWORK_FILE, finetuned_backbone
 
+if TYPE_CHECKING:
+    from lookalike.storage import ObjectStore
+
 ARTIFACT_FORMAT = 1
 PREFIX = "m"
 VERSION_PATTERN = version_pattern(PREFIX)
+MANIFEST = "model.json"  # every versioned artifact's (models/, names/): its files' digests
+MODELS_FOLDER = DataDir(Path()).models.name  # "models": in the data dir and the object store
 
 
 @dataclass
@@ -117,6 +128,7 @@ def backbone_for(info: ModelInfo, settings: Settings) -> Backbone:
     if recorded:
         backbone = create_backbone(info.backbone, settings.model_copy(update=recorded))
     if NETWORK_FILE in info.files:
+        fetch_artifact(settings, artifact_name(info.version))  # trained on another machine
         network = models_dir(settings.home) / info.version / NETWORK_FILE
         backbone = finetuned_backbone(backbone, network, info.files[NETWORK_FILE])
     if backbone.key != info.backbone_key:
@@ -175,8 +187,134 @@ def save_model(
     return _versions(home).write({"arrays.npz": npz, **extra}, manifest, reserved)
 
 
-def load_model(home: Path, version: str | None) -> TrainedModel:
-    """Load and verify a model version (None: there is no model yet)."""
+def artifact_name(version: str) -> str:
+    """A model version's artifact as the registry names it (relative to the data dir)."""
+    return f"{MODELS_FOLDER}/{version}"
+
+
+# -- sharing artifacts through a remote object store ------------------------------------
+
+
+def remote_store(settings: Settings) -> ObjectStore | None:
+    """The object store artifacts are shared through when it is remote (``storage_url``),
+    else None: the data dir holds the only copy."""
+    if not settings.storage_url:
+        return None
+    from lookalike.storage import ObjectStore
+
+    return ObjectStore(settings)
+
+
+def _damaged_remote(artifact: str, exc: Exception) -> ModelUnavailable:
+    return ModelUnavailable(
+        f"The artifact {artifact} in the object store is missing or damaged ({exc}); it"
+        " cannot serve. Train a new one or switch to another version.",
+        code="model.corrupt",
+        details={"artifact": artifact},
+    )
+
+
+def _listed_files(manifest: bytes) -> dict[str, str]:
+    """A ``model.json``'s file digests (plain file names only: they become paths)."""
+    files = json.loads(manifest)["files"]
+    if not isinstance(files, dict):
+        raise ValueError("model.json lists no files")
+    for name, digest in files.items():
+        if not isinstance(name, str) or name in ("", ".", "..", MANIFEST) or "/" in name:
+            raise ValueError(f"model.json lists a bad file name {name!r}")
+        if not isinstance(digest, str):
+            raise ValueError(f"model.json lists no digest for {name}")
+    return dict(files)
+
+
+def publish_artifact(settings: Settings, artifact: str) -> None:
+    """Copy the artifact directory ``artifact`` (``models/m0001``, ``names/n0001``: as the
+    registry names it) to the remote object store under the same keys, its ``model.json``
+    last, so that whoever finds the manifest finds every file it lists. Does nothing
+    without a remote store. Refused (``model.exists``) when the store holds another
+    artifact under that name: a version is written once."""
+    store = remote_store(settings)
+    if store is None:
+        return
+    path = DataDir(settings.home).artifact(artifact)
+    manifest = (path / MANIFEST).read_bytes()
+    key = f"{artifact}/{MANIFEST}"
+    try:
+        published = store.get(key)
+    except NotFound:
+        published = None
+    if published is not None and published != manifest:
+        raise InvalidInput(
+            f"The object store already holds another artifact named {artifact}.",
+            code="model.exists",
+            details={"artifact": artifact},
+        )
+    for name in _listed_files(manifest):
+        store.put(f"{artifact}/{name}", (path / name).read_bytes())
+    store.put(key, manifest, "application/json")
+
+
+def fetch_artifact(settings: Settings, artifact: str) -> bool:
+    """Copy ``artifact`` from the remote object store into the data dir when the data dir
+    lacks it (trained on another machine): every file checked against the digest the
+    artifact's ``model.json`` records, then the directory renamed into place whole. False
+    when there is no remote store, the data dir has it, or the store has no such artifact;
+    ``ModelUnavailable`` (``model.corrupt``) when the store's copy is damaged or incomplete,
+    ``StorageUnavailable`` when the store cannot be reached (nothing written either way)."""
+    path = DataDir(settings.home).artifact(artifact)
+    store = None if path.is_dir() else remote_store(settings)
+    if store is None:
+        return False
+    try:
+        manifest = store.get(f"{artifact}/{MANIFEST}")
+    except NotFound:
+        return False
+    try:
+        files = {MANIFEST: manifest}
+        for name, expected in _listed_files(manifest).items():
+            data = store.get(f"{artifact}/{name}")
+            if hashlib.sha256(data).hexdigest() != expected:
+                raise ValueError(f"{name} does not match its recorded SHA-256")
+            files[name] = data
+    except (NotFound, ValueError, KeyError, TypeError) as exc:
+        raise _damaged_remote(artifact, exc) from exc
+    VersionedDirs(path.parent, path.name.rstrip("0123456789")).place(path.name, files)
+    return True
+
+
+def remove_remote(settings: Settings, artifacts: Collection[str]) -> list[str]:
+    """Delete the remote copies of ``artifacts`` (``models/m0009``); the ones that had any."""
+    store = remote_store(settings)
+    if store is None:
+        return []
+    removed = []
+    for artifact in artifacts:
+        manifest = f"{artifact}/{MANIFEST}"
+        keys = sorted(store.iter_keys(f"{artifact}/"), key=lambda k: k != manifest)
+        for key in keys:  # the manifest first: nobody fetches a version half gone
+            store.delete(key)
+        if keys:
+            removed.append(artifact)
+    return removed
+
+
+def remote_versions(settings: Settings) -> set[str]:
+    """The model versions the remote object store holds files of (none without one)."""
+    store = remote_store(settings)
+    if store is None:
+        return set()
+    found = {key.split("/")[1] for key in store.iter_keys(f"{MODELS_FOLDER}/")}
+    return {v for v in found if VERSION_PATTERN.fullmatch(v)}
+
+
+def load_model(home: Path | Settings, version: str | None) -> TrainedModel:
+    """Load and verify a model version (None: there is no model yet). ``home``: a data
+    dir, or the settings, when a version the data dir lacks is fetched from the remote
+    object store first (:func:`fetch_artifact`)."""
+    if isinstance(home, Settings):
+        settings, home = home, Path(home.home)
+        if version is not None and VERSION_PATTERN.fullmatch(version):
+            fetch_artifact(settings, artifact_name(version))
     if version is None:
         raise ModelUnavailable(
             "No model has been trained yet. Import images (lookalike import DIR) and train"
@@ -196,7 +334,7 @@ def load_model(home: Path, version: str | None) -> TrainedModel:
             details={"version": version[:64], "known": known[-20:]},
         )
     try:
-        raw = json.loads((path / "model.json").read_text())
+        raw = json.loads((path / MANIFEST).read_text())
         if "visitor_sources" in raw:  # its name before contributors trained too
             raw["personal_sources"] = raw.pop("visitor_sources")
         info = ModelInfo(**raw)

@@ -268,7 +268,7 @@ def process(
         if model is None:
             from lookalike.registry import Registry
 
-            model = load_model(settings.home, Registry(settings, engine).champion())
+            model = load_model(settings, Registry(settings, engine).champion())
         backbone = backbone_for(model.info, settings)
         if not backbone.uses_faces:
             raise ContributionRefused(

@@ -7,7 +7,8 @@
     splits.json, splits.lock        subset of every image + test-set versions (``data.splits``)
     cache/embeddings.sqlite         (backbone key, sha256) -> vector + face facts (``data.cache``)
     backbones/                      ONNX files derived once from installed packages (``vision``)
-    models/mNNNN/                   face/image model versions (``artifacts``)
+    models/mNNNN/                   face/image model versions (``artifacts``; with S3,
+                                    a cache of the bucket's ``models/``)
     names/nNNNN/                    name generator versions (``names.store``)
     reports/mNNNN/                  ``lookalike evaluate``'s metrics.json + confusion.png
     reports/mNNNN/evaluation-tK.json  the evaluation views on test set version K (a cache)
@@ -16,6 +17,8 @@
     names.lock                      held by the running name generator training
     retrain.enqueue.lock            held while a retrain is queued (``jobs``)
     retrain.job                     the id of the last queued retrain job
+                                    (with a Redis URL the retrain's lock, its enqueue
+                                    lock and the last job id are in Redis instead)
     jobs.sqlite3                    the job queue (unless a Redis URL is set)
     lookalike.sqlite3               the database (unless ``database_url`` names another)
     objects/                        object store: signed uploads, photos kept with consent

@@ -437,7 +437,7 @@ class Predictor:
     def _build(
         self, version: str | None, previous: tuple[TrainedModel, Backbones] | None
     ) -> tuple[TrainedModel, Backbones]:
-        model = load_model(self.home, version)
+        model = load_model(self.settings, version)  # fetched when trained elsewhere
         if previous is not None and previous[1].key == model.info.backbone_key:
             return model, previous[1]  # same backbone, same settings: keep it warm
         return model, Backbones.build(model.info, self.settings, self.workers)

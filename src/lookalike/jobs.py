@@ -6,14 +6,15 @@ The queue is a SQLite file in the data dir by default (``jobs.sqlite3``), Redis 
 ``redis_url`` is set. ``lookalike worker`` runs the consumer; ``lookalike serve`` runs
 one in its own process unless ``jobs_in_process`` is off. Schedules run in the server's
 local time. Every job goes through ``lookalike.retrain.retrain``, whose lock makes sure two
-retrains never overlap, whichever process or trigger started them.
+retrains never overlap, whichever process or trigger started them (with Redis, whichever
+machine: the lock, and the last retrain job a new request joins, are kept in Redis).
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,11 +29,15 @@ from lookalike.data.store import DatasetStore
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_write_bytes, file_lock
 from lookalike.kinds import Trigger
-from lookalike.retrain import retrain, retrain_running
+from lookalike.retrain import redis_client, redis_text, retrain, retrain_running
 
 log = logging.getLogger("lookalike.jobs")
 REQUEUE_MINUTES = 5  # how often contributions whose job was lost are queued again
 REQUEUE_AFTER_SECONDS = 120.0
+# With Redis: the last retrain job's id, and the lock it is checked and replaced under
+# (shared by every machine; in the data dir's files otherwise).
+RETRAIN_JOB_KEY = "lookalike:retrain:job"
+ENQUEUE_LOCK_KEY = "lookalike:retrain:enqueue"
 
 
 class QueueUnavailable(LookalikeError):
@@ -231,17 +236,38 @@ class Jobs:
     def enqueue_retrain(self, trigger: Trigger = Trigger.API, actor: str = "api") -> QueuedJob:
         """Queue a retrain, or join the one already queued or running (its id comes back):
         a burst of requests makes one model, not one each. Across processes: the last job
-        id is kept in the data dir, and checked under a lock. ``QueueUnavailable`` (503)
-        while the queue cannot be reached."""
-        data_dir = self.settings.data_dir
-        with file_lock(data_dir.retrain_enqueue_lock), _queue_reached("queued"):
-            last_file = data_dir.retrain_job
-            last = last_file.read_text().strip() if last_file.exists() else ""
+        id is kept in the data dir and checked under a lock; with Redis, in Redis, so that
+        every machine joins the same job. ``QueueUnavailable`` (503) while the queue cannot
+        be reached."""
+        with _queue_reached("queued"), self._last_retrain_job() as (last, remember):
             if last and self._unfinished(last):
                 return QueuedJob(last, joined=True)
             result: Result = self.retrain_task(trigger, actor)
-            atomic_write_bytes(last_file, str(result.id).encode())
+            remember(str(result.id))
             return QueuedJob(str(result.id), joined=False)
+
+    @contextmanager
+    def _last_retrain_job(self) -> Iterator[tuple[str, Callable[[str], None]]]:
+        """Under the enqueue lock: the last retrain job's id ("" before the first) and how
+        to replace it."""
+        if self.settings.redis_url:
+            client = redis_client(self.settings)
+            try:
+                with client.lock(ENQUEUE_LOCK_KEY, timeout=30, blocking_timeout=10):
+                    last = redis_text(client.get(RETRAIN_JOB_KEY))
+
+                    def remember(job_id: str) -> None:
+                        client.set(RETRAIN_JOB_KEY, job_id)
+
+                    yield last, remember
+            finally:
+                client.close()
+            return
+        data_dir = self.settings.data_dir
+        with file_lock(data_dir.retrain_enqueue_lock):
+            path = data_dir.retrain_job
+            last = path.read_text().strip() if path.exists() else ""
+            yield last, lambda job_id: atomic_write_bytes(path, job_id.encode())
 
     def _unfinished(self, job_id: str) -> bool:
         """Queued, or running (dequeued, no result yet, and a retrain holds the lock)."""
@@ -249,7 +275,7 @@ class Jobs:
             return False
         if any(task.id == job_id for task in self.huey.pending()):
             return True
-        return retrain_running(self.settings.home)
+        return retrain_running(self.settings)
 
     def result(self, job_id: str) -> dict[str, Any] | None:
         """A finished job's outcome (None while queued or running, or unknown)."""

@@ -3,11 +3,12 @@ the history of every registration, gate decision, promotion and rollback.
 
 The registry lives in the database (tables ``model_versions``, ``model_aliases``,
 ``model_events``); artifacts live on disk under the data dir and a row is written only once
-its artifact is complete. Every change is one transaction, so a process killed at any point
-leaves the aliases and the history consistent: the champion is whatever the last committed
-transaction made it. Serving processes ask :meth:`Registry.champion` between requests (one
-indexed read) and swap models when it moves, which makes promotion and rollback the same
-mechanism.
+its artifact is complete (with a remote object store, ``storage_url``: once it is also
+published there, where the other machines fetch it from; ``artifacts.publish_artifact``).
+Every change is one transaction, so a process killed at any point leaves the aliases and
+the history consistent: the champion is whatever the last committed transaction made it.
+Serving processes ask :meth:`Registry.champion` between requests (one indexed read) and swap
+models when it moves, which makes promotion and rollback the same mechanism.
 
 Two kinds of models share it: ``lookalike`` (the face/image models, ``models/mNNNN``) and
 ``names`` (the name generator).
@@ -34,7 +35,19 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from lookalike.artifacts import VERSION_PATTERN, ModelInfo, list_versions, models_dir
+from lookalike.artifacts import (
+    MANIFEST,
+    VERSION_PATTERN,
+    ModelInfo,
+    artifact_name,
+    fetch_artifact,
+    list_versions,
+    models_dir,
+    publish_artifact,
+    remote_store,
+    remote_versions,
+    remove_remote,
+)
 from lookalike.config import Settings
 from lookalike.data.store import CONTRIBUTION, VISITOR
 from lookalike.datadir import DataDir
@@ -49,7 +62,7 @@ from lookalike.db import (
     session_factory,
     utcnow,
 )
-from lookalike.errors import InvalidInput, ModelUnavailable, NotFound
+from lookalike.errors import InvalidInput, LookalikeError, ModelUnavailable, NotFound
 from lookalike.kinds import CHAMPION_CHANGES, Alias, EventKind, ModelKind
 
 LOOKALIKE = ModelKind.FACES
@@ -58,12 +71,18 @@ CHAMPION = Alias.CHAMPION
 CHALLENGER = Alias.CHALLENGER
 
 
-def verify_artifact(home: Path, artifact: str, digest: str) -> None:
+def verify_artifact(home: Path | Settings, artifact: str, digest: str) -> None:
     """Refuse an artifact that is missing or damaged: every file listed in its
-    ``model.json`` must match its recorded SHA-256, and ``digest`` must be one of them."""
+    ``model.json`` must match its recorded SHA-256, and ``digest`` must be one of them.
+    ``home``: a data dir, or the settings, when an artifact the data dir lacks is fetched
+    from the remote object store first (checked there too)."""
     try:
+        if isinstance(home, Settings):
+            DataDir(home.home).artifact(artifact)  # ValueError before anything is fetched
+            fetch_artifact(home, artifact)
+            home = Path(home.home)
         path = DataDir(home).artifact(artifact)  # ValueError when it leaves the data dir
-        files = json.loads((path / "model.json").read_text())["files"]
+        files = json.loads((path / MANIFEST).read_text())["files"]
         if digest not in files.values():
             raise ValueError("the registered digest is not among the artifact's files")
         for name, expected in files.items():
@@ -230,7 +249,12 @@ class Registry:
         if kind not in set(ModelKind):
             kinds = ", ".join(ModelKind)
             raise InvalidInput(f"Unknown model kind {kind!r}; expected one of {kinds}.")
-        verify_artifact(self.home, artifact, digest)
+        verify_artifact(self.settings, artifact, digest)
+        if self.settings.storage_url:
+            with self.sessions() as session:
+                if session.get(ModelVersion, version) is not None:  # never overwrite its files
+                    raise _exists(version)
+            publish_artifact(self.settings, artifact)  # other machines fetch it from there
         row = ModelVersion(
             version=version,
             kind=kind,
@@ -262,11 +286,7 @@ class Registry:
                 if challenger:
                     _set_alias(session, kind, CHALLENGER, version)
         except IntegrityError as exc:
-            raise InvalidInput(
-                f"Model version {version!r} is already registered.",
-                code="model.exists",
-                details={"version": version},
-            ) from exc
+            raise _exists(version) from exc
         return row
 
     def register_model(
@@ -302,7 +322,7 @@ class Registry:
         won: one transaction."""
         row = self.get(version)
         if promoted:
-            verify_artifact(self.home, row.artifact, row.digest)
+            verify_artifact(self.settings, row.artifact, row.digest)
         with self.sessions.begin() as session:
             previous = _alias(session, row.kind, CHAMPION)
             db_row = session.get(ModelVersion, version)
@@ -328,7 +348,7 @@ class Registry:
     def promote(self, version: str, *, reason: str, actor: str) -> str | None:
         """Make ``version`` the champion of its kind by hand; returns the previous one."""
         row = self.get(version)
-        verify_artifact(self.home, row.artifact, row.digest)
+        verify_artifact(self.settings, row.artifact, row.digest)
         self.refuse_deleted_data(row)
         with self.sessions.begin() as session:
             previous = _alias(session, row.kind, CHAMPION)
@@ -365,7 +385,7 @@ class Registry:
                 status=409,
                 details={"from": current, "to": target},
             )
-        verify_artifact(self.home, row.artifact, row.digest)
+        verify_artifact(self.settings, row.artifact, row.digest)
         self.refuse_deleted_data(row)
         with self.sessions.begin() as session:
             previous = _alias(session, kind, CHAMPION)
@@ -378,11 +398,14 @@ class Registry:
         if row.kind != LOOKALIKE:
             return []
         try:
-            path = self.settings.data_dir.artifact(row.artifact) / "model.json"
-            info = json.loads(path.read_text())
+            path = self.settings.data_dir.artifact(row.artifact) / MANIFEST
+            if path.exists() or (store := remote_store(self.settings)) is None:
+                info = json.loads(path.read_text())
+            else:  # trained on another machine: its manifest, not the whole artifact
+                info = json.loads(store.get(f"{row.artifact}/{MANIFEST}"))
             sources = info.get("personal_sources", info.get("visitor_sources", []))
             return [str(s) for s in sources]
-        except (OSError, ValueError, AttributeError, TypeError):
+        except (OSError, ValueError, AttributeError, TypeError, LookalikeError):
             return []
 
     def deleted_sources(self, row: ModelVersion) -> list[str]:
@@ -532,12 +555,7 @@ class Registry:
         root = models_dir(self.home)
         if not root.exists():
             return []
-        with self.engine.connect() as conn:
-            registered = set(
-                conn.execute(
-                    select(ModelVersion.version).where(ModelVersion.kind == LOOKALIKE)
-                ).scalars()
-            )
+        registered = self._registered_models()
         return sorted(
             p
             for p in root.iterdir()
@@ -548,17 +566,45 @@ class Registry:
             )
         )
 
+    def remote_orphans(self) -> list[str]:
+        """Model versions the remote object store holds files of that no registry row
+        names (a retrain killed between publishing and registering); as
+        :meth:`orphan_artifacts`, none while the registry knows no model."""
+        found = remote_versions(self.settings)
+        if not found:
+            return []
+        registered = self._registered_models()
+        return sorted(v for v in found if registered and v not in registered)
+
     def remove_orphans(self) -> list[str]:
-        """Delete orphan artifacts (call only while holding the training lock)."""
-        removed = []
+        """Delete orphan artifacts, in the data dir and in the remote object store (call
+        only while holding the training lock: across machines, the Redis-shared one)."""
+        removed = set()
         for path in self.orphan_artifacts():
             shutil.rmtree(path, ignore_errors=True)
-            removed.append(path.name)
-        return removed
+            removed.add(path.name)
+        orphans = [artifact_name(v) for v in self.remote_orphans()]
+        removed |= {
+            artifact.rpartition("/")[2] for artifact in remove_remote(self.settings, orphans)
+        }
+        return sorted(removed)
+
+    def _registered_models(self) -> set[str]:
+        with self.engine.connect() as conn:
+            query = select(ModelVersion.version).where(ModelVersion.kind == LOOKALIKE)
+            return set(conn.execute(query).scalars())
 
     def reserved_versions(self) -> set[str]:
         with self.engine.connect() as conn:
             return set(conn.execute(select(ModelVersion.version)).scalars())
+
+
+def _exists(version: str) -> InvalidInput:
+    return InvalidInput(
+        f"Model version {version!r} is already registered.",
+        code="model.exists",
+        details={"version": version},
+    )
 
 
 def _alias(session: Session, kind: str, alias: str) -> str | None:

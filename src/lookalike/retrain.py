@@ -2,8 +2,10 @@
 set, and promote it only when it wins (``lookalike.training.compare``).
 
 One retrain at a time (an exclusive lock in the data dir, released by the kernel even when
-the process is killed). Each step leaves something whole behind, so a retrain killed at any
-point (``kill -9``) never hurts the champion or the registry:
+the process is killed; with Redis, ``redis_url``, a lock in Redis shared by every machine,
+renewed while the retrain runs and lapsing soon after a killed holder). Each step leaves
+something whole behind, so a retrain killed at any point (``kill -9``) never hurts the
+champion or the registry:
 
 1. leftovers of a killed run are removed: model directories no registry row names;
    visitors' consented photos with a confirmed label join the dataset, withdrawn ones leave
@@ -20,11 +22,16 @@ without a restart. Embeddings are cached by image hash, so a retrain embeds only
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lookalike.artifacts import load_model
 from lookalike.config import Settings
@@ -40,7 +47,12 @@ from lookalike.registry import Registry
 from lookalike.training.compare import GateDecision, compare_models
 from lookalike.training.train import Progress, TrainReport, train
 
+if TYPE_CHECKING:
+    from redis import Redis
+
 log = logging.getLogger("lookalike.retrain")
+LOCK_KEY = "lookalike:retrain:lock"  # in Redis: the holder's description, while held
+LOCK_SECONDS = 60  # a killed holder's Redis lock lapses after this; a live one renews it
 
 
 class RetrainRunning(LookalikeError):
@@ -74,15 +86,96 @@ def _refused(holder: str) -> RetrainRunning:
     )
 
 
+class RetrainLockUnavailable(LookalikeError):
+    """Redis, which holds the retrain lock shared by every machine, cannot be reached."""
+
+    status = 503
+    code = "retrain.lock_unavailable"
+
+
+def redis_client(settings: Settings) -> Redis:
+    """A client of ``redis_url`` that answers at once when Redis cannot be reached."""
+    from redis import Redis
+
+    return Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
+
+
+def redis_text(value: bytes | str | None) -> str:
+    """A Redis string value as text ("" for none)."""
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
 @contextmanager
-def training_lock(home: Path) -> Iterator[None]:
-    """Held for a whole retrain; a second one is refused at once (not queued)."""
+def training_lock(where: Path | Settings) -> Iterator[None]:
+    """Held for a whole retrain; a second one is refused at once (not queued). ``where``:
+    a data dir (its lock file), or the settings: in Redis when ``redis_url`` is set, so
+    that machines sharing the database never retrain at once."""
+    if isinstance(where, Settings) and where.redis_url:
+        with _redis_lock(where):
+            yield
+        return
+    home = where.home if isinstance(where, Settings) else where
     with exclusive_lock(DataDir(home).retrain_lock, _refused):
         yield
 
 
-def retrain_running(home: Path) -> bool:
-    """Whether a retrain holds the lock now (in any process)."""
+@contextmanager
+def _redis_lock(settings: Settings) -> Iterator[None]:
+    """The retrain lock in Redis: taken at once or refused, naming its holder; renewed by a
+    thread every third of ``LOCK_SECONDS`` (a killed process's lock lapses after them)."""
+    from redis.exceptions import LockError, RedisError
+
+    client = redis_client(settings)
+    holder = (
+        f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
+    lock = client.lock(LOCK_KEY, timeout=LOCK_SECONDS, blocking=False, thread_local=False)
+    try:
+        if not lock.acquire(token=f"{holder} [{uuid.uuid4().hex[:8]}]"):
+            found = redis_text(client.get(LOCK_KEY))
+            raise _refused(found.rpartition(" [")[0] or "another process")
+    except RedisError as exc:
+        raise _lock_unavailable(exc) from exc
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LOCK_SECONDS / 3):
+            try:
+                lock.reacquire()
+            except RedisError:  # Redis away a moment: try again; lost: the retrain goes on
+                log.warning("could not renew the retrain lock in Redis", exc_info=True)
+
+    renewer = threading.Thread(target=renew, name="retrain-lock", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+        try:
+            lock.release()
+        except (LockError, RedisError):  # lapsed, or Redis away: it lapses by itself
+            log.warning("could not release the retrain lock in Redis", exc_info=True)
+        client.close()
+
+
+def _lock_unavailable(exc: Exception) -> RetrainLockUnavailable:
+    return RetrainLockUnavailable(
+        "Redis, which holds the retrain lock, cannot be reached; nothing was trained. Try"
+        " again in a moment.",
+        details={"reason": type(exc).__name__},
+    )
+
+
+def retrain_running(where: Path | Settings) -> bool:
+    """Whether a retrain holds the lock now (in any process; with Redis, on any machine)."""
+    if isinstance(where, Settings) and where.redis_url:
+        client = redis_client(where)
+        try:
+            return bool(client.exists(LOCK_KEY))
+        finally:
+            client.close()
+    home = where.home if isinstance(where, Settings) else where
     return lock_is_held(DataDir(home).retrain_lock)
 
 
@@ -107,7 +200,7 @@ def retrain(
     own = registry is None
     reg = registry or Registry.open(settings)
     try:
-        with training_lock(settings.home):
+        with training_lock(settings):
             reg.adopt_existing()  # models from before the registry are never taken for orphans
             reg.remove_orphans()
             visitors = gather_visitor_photos(settings, reg.engine)
@@ -122,7 +215,7 @@ def retrain(
                 strict=strict,
             )
             created_by = f"{actor} ({trigger})"
-            info = load_model(settings.home, report.version).info
+            info = load_model(settings, report.version).info
             reg.register_model(info, created_by)
             if progress:
                 progress("compare", 0, 1)
@@ -159,14 +252,13 @@ def refresh_checks(settings: Settings, backbone: str) -> None:
 def challenge(settings: Settings, registry: Registry, version: str, actor: str) -> GateDecision:
     """Put registered ``version`` through the gate against the champion and record the
     decision (and the promotion when it wins). The first model wins by default."""
-    home = settings.home
-    challenger = load_model(home, version)
+    challenger = load_model(settings, version)
     champion_version = registry.champion()
     if champion_version is None:
         decision = GateDecision(True, "First model: there is no champion to compare with.", {})
     else:
         try:
-            champion = load_model(home, champion_version)
+            champion = load_model(settings, champion_version)  # maybe from the object store
         except LookalikeError as exc:
             decision = GateDecision(
                 True,

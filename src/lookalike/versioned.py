@@ -81,6 +81,29 @@ class VersionedDirs:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    def place(self, version: str, files: Mapping[str, bytes]) -> bool:
+        """Write version ``version`` (a copy of one made elsewhere, e.g. fetched from the
+        object store) whole, as :meth:`write` does; False when it exists already (another
+        process placed it first: the same files)."""
+        if not self.is_version(version):
+            raise ValueError(f"not a version name: {version!r}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=TEMP_PREFIX))
+        try:
+            os.chmod(tmp, DIR_MODE)
+            for name, data in files.items():
+                _write_file(tmp / name, data)
+            try:
+                os.rename(tmp, self.root / version)
+            except OSError:
+                if not (self.root / version).exists():
+                    raise
+                return False
+            return True
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
 
 def _write_file(path: Path, data: bytes) -> None:
     """Write ``data`` readable by every user and flushed to disk (it is renamed into place

@@ -181,7 +181,7 @@ def evaluate_version(
     settings: Settings, version: str | None, out_dir: Path | None = None
 ) -> tuple[dict[str, Any], list[Path]]:
     """Re-evaluate a saved model on the frozen test set version it records."""
-    model = load_model(settings.home, version)
+    model = load_model(settings, version)
     info = model.info
     answers = held_out_answers(
         settings, model, held_out_records(settings, info.labels, info.test_version)

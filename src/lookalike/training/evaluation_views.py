@@ -33,7 +33,7 @@ def evaluation_view(
     settings: Settings, version: str | None, test_version: int | None = None
 ) -> dict[str, Any]:
     """The views of ``version`` on test set ``test_version`` (default: its own frozen one)."""
-    return _view(settings, load_model(settings.home, version), test_version)
+    return _view(settings, load_model(settings, version), test_version)
 
 
 def side_by_side(
@@ -41,7 +41,7 @@ def side_by_side(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Both versions' views on the same photos, the newer of their test set versions (it
     holds the older one, as the promotion gate compares them), and what differs."""
-    model, other_model = load_model(settings.home, version), load_model(settings.home, other)
+    model, other_model = load_model(settings, version), load_model(settings, other)
     newest = max(model.info.test_version, other_model.info.test_version)
     a, b = _view(settings, model, newest), _view(settings, other_model, newest)
     return a, b, compare_views(a, b)
