@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 LINT_PATHS := src tests bench
 SYSTEM_PACKAGES := chromium postgresql redis-server dataset-fashion-mnist
 
-.PHONY: help venv system-deps test test-fast lint fmt demo bench clean distclean
+.PHONY: help venv system-deps test test-fast lint fmt demo bench clean distclean image smoke
 
 help:
 	@echo "make venv         create .venv and install the project with [$(EXTRAS)]"
@@ -30,6 +30,8 @@ help:
 	@echo "make bench        run every bench/*.py"
 	@echo "make system-deps  apt-get install $(SYSTEM_PACKAGES) (root only; browser/db/Redis tests, Fashion-MNIST)"
 	@echo "make clean        remove tool caches and build outputs (distclean: also .venv, .cache)"
+	@echo "make image        build the production container images with podman (deploy/, docs/deploy.md)"
+	@echo "make smoke        start the container stack, import, train, predict, sign in; then remove it"
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "python3.11 (or python3) not found on PATH" >&2; exit 1; }
@@ -93,6 +95,15 @@ bench: venv
 		echo "== $$script"; \
 		$(BIN)/python "$$script"; \
 	done
+
+# The production images (podman; as root, installs podman, runc, mmdebstrap, podman-compose
+# when missing). Not part of `test`: building takes minutes and a container runtime.
+image: venv
+	deploy/image.sh
+
+# The whole stack end to end on this machine, then removed (docs/deploy.md).
+smoke: image
+	deploy/smoke.sh
 
 clean:
 	rm -rf build dist .mypy_cache .pytest_cache .ruff_cache .hypothesis tests/artifacts
