@@ -473,7 +473,9 @@ def run_fmnist(args: argparse.Namespace, settings: Settings) -> None:
                 train_seconds[f"this project: image + {name} head"] = (
                     f"{fit + embed_seconds * len(tr):.1f}"
                 )
-        raw = LogisticRegression(max_iter=300)
+        # C = 0.1: the best of 0.01 / 0.1 / 1 on this test subset (generous to the baseline);
+        # lbfgs converges within 250 iterations at it.
+        raw = LogisticRegression(C=0.1, max_iter=1000)
         start = time.perf_counter()
         raw.fit(images[tr].reshape(len(tr), -1) / 255.0, labels[tr])
         fit = time.perf_counter() - start
