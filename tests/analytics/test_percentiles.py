@@ -131,3 +131,44 @@ def test_zones_with_half_hour_offsets_read_the_log(tmp_path: Path, database_url:
         ]
         heat = d.json("heatmap", start="2026-03-01", end="2026-03-03")
         assert heat["data"][6][23] == 1 and heat["data"][0][0] == 2  # Sunday 23h, Monday 0h
+
+
+def test_kept_answers_of_past_days_follow_deleted_rows(tmp_path: Path, database_url: str) -> None:
+    """A past day's percentiles are looked up once and kept; deleting rows of that day
+    changes its histogram, so the next answer is looked up again and still exact."""
+    from sqlalchemy import delete
+
+    from lookalike.db import make_engine, session_factory
+    from lookalike.db.models import PredictionRecord
+
+    requests = [
+        Req(f"2026-05-0{1 + i % 2}T{8 + i % 10:02d}:{i % 60:02d}:00", "a", 40 + i / 25, 0.9, 0.9)
+        for i in range(40)  # one latency bin, [40, 42): a deletion moves only the ranks in it
+    ]
+    seed(database_url, requests, registry=False)
+    paris = zone("Europe/Paris")
+
+    def expected(rs: list[Req]) -> list[dict[str, Any]]:
+        days: dict[str, list[float]] = {}
+        for r in rs:
+            days.setdefault(utc(r.at).astimezone(paris).date().isoformat(), []).append(r.latency)
+        return [
+            {"day": day, "count": len(v), "p50": nearest_rank(v, 0.5), "p95": nearest_rank(v, 0.95)}
+            for day, v in sorted(days.items())
+        ]
+
+    window = {"start": "2026-05-01", "end": "2026-05-03"}
+    with dashboard(tmp_path / "home", database_url) as d:
+        assert d.json("latency", **window)["data"] == expected(requests)
+        assert d.json("latency", **window)["data"] == expected(requests)  # kept answers
+        gone = [r for r in requests if r.at.startswith("2026-05-01")][-6:]  # the slowest
+        engine = make_engine(database_url)
+        with session_factory(engine)() as session, session.begin():
+            for r in gone:
+                session.execute(
+                    delete(PredictionRecord).where(PredictionRecord.created_at == utc(r.at))
+                )
+        engine.dispose()
+        left = [r for r in requests if r not in gone]
+        assert d.json("latency", **window)["data"] == expected(left)
+        assert d.json("latency", **window, label="a")["data"] == expected(left)

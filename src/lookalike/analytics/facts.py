@@ -104,6 +104,50 @@ def log_columns() -> dict[str, str]:
     return columns
 
 
+def _bin_index(column: str, edges: tuple[float, ...]) -> str:
+    """SQL: the bin of ``column`` among ``edges`` (NULL stays NULL), as ``bin_condition``."""
+    branches = " ".join(f"WHEN {column} < {edge!r} THEN {i}" for i, edge in enumerate(edges))
+    return f"CASE WHEN {column} IS NULL THEN NULL {branches} ELSE {len(edges)} END"
+
+
+# Histogram columns of the log's facts: (bin column name in the grouped rows, bin of a row).
+_HISTOGRAMS = (
+    ("pb", P_BINS, _bin_index("probability", PROBABILITY_EDGES)),
+    ("mb", M_BINS, _bin_index("match_score", MATCH_SCORE_EDGES)),
+    ("lb", L_BINS, "latency_bin"),
+)
+
+
+def _log_part(ts: str, keyed: bool, columns: list[str], where: str) -> str:
+    """The log's facts for some rows, grouped: one fact per (``ts``, version, outcome[,
+    class], histogram bins) with the row count, so that a histogram's ``k``-th column is the
+    count of the group when its bin is ``k`` (a row's bin computed once, not one flag per
+    column), and the sums summed."""
+    row = log_columns()
+    keys = [f"{ts} AS ts", "model_version", "outcome", *(["label"] if keyed else [])]
+    sums, bins, outer = ["count(*) AS c"], [], ["ts", "model_version", "outcome"]
+    outer += ["label"] if keyed else []
+    wanted = set(columns)
+    for name, family, expression in _HISTOGRAMS:
+        if wanted & set(family):
+            bins.append(f"{expression} AS {name}")
+    for column in columns:
+        histogram = next((h for h in _HISTOGRAMS if column in h[1]), None)
+        if histogram is not None:
+            name, family, _ = histogram
+            outer.append(f"CASE WHEN {name} = {family.index(column)} THEN c ELSE 0 END AS {column}")
+        elif column == "n":
+            outer.append("c AS n")
+        else:
+            sums.append(f"SUM({row[column]}) AS {column}")
+            outer.append(column)
+    grouped = [*keys, *bins]
+    return (
+        f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(grouped + sums)} FROM predictions"
+        f" WHERE {where} GROUP BY {', '.join(str(i + 1) for i in range(len(grouped)))}) AS g"
+    )
+
+
 def log_ts(dialect: str) -> str:
     """Whole epoch seconds of ``created_at`` (SQL)."""
     if dialect == "postgresql":
@@ -206,10 +250,14 @@ def facts(
     start: datetime | None = None,
     end: datetime | None = None,
     bucketed: bool = False,
+    hourly: bool = False,
 ) -> str:
     """A subquery yielding ``ts, model_version, outcome[, label], <columns>`` for the range
     (default: the filters'), filtered by version and class: whole days / hours from the
-    rollups, what is left from the log."""
+    rollups, what is left from the log, grouped (``_log_part``). Unbucketed facts are only
+    summed: the log's carry the start of their piece as ``ts``; ``hourly`` (the zone's
+    offsets are whole hours, changed on the hour) floors the log's ``ts`` to the UTC hour,
+    which lies in one local hour; otherwise ``ts`` is the row's second."""
     keyed = source in ("labels", "log")
     pieces: list[Span] = [(start or filters.start_utc, end or filters.end_utc)]
     parts = []
@@ -221,15 +269,15 @@ def facts(
                 parts.append(_rollup_part(sql, filters, rollup, units, columns))
             rest.extend(outside)
         pieces = rest
-    log = log_columns()
-    label = ", label" if keyed else ""
-    selected = ", ".join(f"{log[c]} AS {c}" for c in columns)
     for a, b in pieces:
         terms = [time_range(sql, a, b), *log_filters(sql, filters)]
-        parts.append(
-            f"SELECT {log_ts(dialect)} AS ts, model_version, outcome{label}, {selected}"
-            f" FROM predictions WHERE {' AND '.join(terms)}"
-        )
+        if not bucketed:
+            ts = str(epoch_seconds(a))
+        elif hourly:
+            ts = f"({log_ts(dialect)} / {HOUR} * {HOUR})"
+        else:
+            ts = log_ts(dialect)
+        parts.append(_log_part(ts, keyed, columns, " AND ".join(terms)))
     return " UNION ALL ".join(parts)
 
 

@@ -32,7 +32,6 @@ from lookalike.analytics.facts import (
     data_range,
     facts,
     log_filters,
-    log_ts,
     time_range,
 )
 from lookalike.analytics.filters import Filters
@@ -115,6 +114,7 @@ class Query:
             start=self.start,
             end=self.end,
             bucketed=bucketed,
+            hourly=self.clock.hour_aligned,
         )
 
     def rows(self, sql: Sql, query: str) -> list[Any]:
@@ -250,7 +250,7 @@ def volume(q: Query, bucket: Bucket) -> dict[str, Any]:
             f"SELECT {clock.start_of('hour', 'ts')} AS lsec, {clock.offset('ts')} AS off,"
             f" label, SUM(n) AS n {where} GROUP BY 1, 2, 3"
         )
-    elif bucket == "month" and not clock.postgres:
+    elif bucket == "month":
         days = (
             f"SELECT {clock.start_of('day', 'ts')} AS d, label, SUM(n) AS n {where} GROUP BY 1, 2"
         )
@@ -304,29 +304,6 @@ def _latency_entry(count: int, values: list[float | None]) -> dict[str, Any]:
     return {"count": int(count), "p50": _ms(values[0]), "p95": _ms(values[1])}
 
 
-def _pg_latency(q: Query, by: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    sql, clock = Sql(), q.clock
-    terms = " AND ".join(
-        [time_range(sql, q.start, q.end), *log_filters(sql, q.filters, with_face=True)]
-    )
-    where = f"FROM predictions WHERE {terms}"
-    overall_row = q.rows(sql, f"{pct.pg_select(None)} {where}")
-    overall = (
-        _latency_entry(overall_row[0][0], list(overall_row[0][1:]))
-        if overall_row
-        else _latency_entry(0, [None, None])
-    )
-    key = clock.start_of("day", log_ts(q.dialect)) if by == "day" else "label"
-    data = []
-    for key_value, n, *values in q.rows(sql, f"{pct.pg_select(key)} {where} GROUP BY 1"):
-        entry = _latency_entry(n, values)
-        if by == "day":
-            data.append({"day": day_string(key_value), **entry})
-        else:
-            data.append({"label": key_value, **entry})
-    return overall, data
-
-
 def _class_histograms(q: Query) -> list[tuple[str | None, list[int]]]:
     """Each class's latency histogram over the range (daily per-class rollup + log)."""
     sql = Sql()
@@ -341,14 +318,14 @@ def _class_histograms(q: Query) -> list[tuple[str | None, list[int]]]:
     ]
 
 
-def _sqlite_class_days(q: Query) -> list[dict[str, Any]]:
+def _class_days(q: Query, batch: pct.Batch) -> list[tuple[str, int, list[int | None]]]:
     """One class per local day: counts from the hourly per-class rollup, values from the
-    class's rows of that day (a few hundred at most, sorted)."""
+    class's rows of that day (a few hundred at most, sorted): (day, count, slots)."""
     clock, f = q.clock, q.filters
     label = None if f.no_match else f.label
     sql = Sql()
     facts_sql = q.facts(sql, "labels", ["n"], bucketed=True)
-    data = []
+    days = []
     for d, n in q.rows(
         sql,
         f"SELECT {clock.start_of('day', 'ts')} AS d, SUM(n) FROM ({facts_sql}) AS f"
@@ -356,58 +333,60 @@ def _sqlite_class_days(q: Query) -> list[dict[str, Any]]:
     ):
         group = pct.day_group(clock.day_spans(int(d)), q.start, q.end, [int(n or 0)])
         if group.count:
-            values = pct.for_class(q.conn, f, label, group.spans, count=group.count, small=True)
-            data.append({"day": day_string(d), **_latency_entry(group.count, values)})
-    return data
+            slots = pct.for_class(batch, f, label, group.spans, count=group.count, small=True)
+            days.append((day_string(d), group.count, slots))
+    return days
 
 
-def _sqlite_latency(q: Query, by: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _latency(q: Query, by: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The histograms from the rollups, then every percentile's row in one statement."""
     clock, f = q.clock, q.filters
     whole = [(q.start, q.end)]
-    data: list[dict[str, Any]] = []
-    classes = []
+    batch = pct.Batch(q.conn)
+    groups: list[tuple[dict[str, Any], int, list[int | None]]] = []  # (keys, count, slots)
     if by == "class" or f.by_label:
         for label, histogram in _class_histograms(q):
             if sum(histogram):
-                values = pct.for_class(q.conn, f, label, whole, histogram=histogram)
-                classes.append({"label": label, **_latency_entry(sum(histogram), values)})
+                slots = pct.for_class(batch, f, label, whole, histogram=histogram)
+                groups.append(({"label": label}, sum(histogram), slots))
     if f.by_label:  # one class: it is the whole
-        overall = classes[0] if classes else _latency_entry(0, [None, None])
-        overall = {k: overall[k] for k in ("count", "p50", "p95")}
-        return overall, _sqlite_class_days(q) if by == "day" else classes
-    histogram = [0] * len(L_BINS)
-    if by == "day":
-        sql = Sql()
-        facts_sql = q.facts(sql, "hours", L_BINS, bucketed=True)
-        for d, *day_histogram in q.rows(
-            sql,
-            f"SELECT {clock.start_of('day', 'ts')} AS d, {_sums(L_BINS)}"
-            f" FROM ({facts_sql}) AS f WHERE {WITH_FACE} GROUP BY 1",
-        ):
-            counts = [int(c or 0) for c in day_histogram]
-            histogram = [a + b for a, b in zip(histogram, counts, strict=True)]
-            group = pct.day_group(clock.day_spans(int(d)), q.start, q.end, counts)
-            if group.count:
-                values = pct.from_histogram(q.conn, f, group, per_day=True)
-                data.append({"day": day_string(d), **_latency_entry(group.count, values)})
+        overall_group = groups[0] if groups else ({}, 0, [None, None])
+        if by == "day":
+            groups = [({"day": d}, n, slots) for d, n, slots in _class_days(q, batch)]
     else:
-        sql = Sql()
-        facts_sql = q.facts(sql, "hours", L_BINS, bucketed=False)
-        rows = q.rows(sql, f"SELECT {_sums(L_BINS)} FROM ({facts_sql}) AS f WHERE {WITH_FACE}")
-        if rows:
-            histogram = [int(c or 0) for c in rows[0]]
-        data = classes
-    group = pct.Group(whole, histogram)
-    overall = _latency_entry(group.count, pct.from_histogram(q.conn, f, group, per_day=False))
+        histogram = [0] * len(L_BINS)
+        if by == "day":
+            groups = []
+            sql = Sql()
+            facts_sql = q.facts(sql, "hours", L_BINS, bucketed=True)
+            for d, *day_histogram in q.rows(
+                sql,
+                f"SELECT {clock.start_of('day', 'ts')} AS d, {_sums(L_BINS)}"
+                f" FROM ({facts_sql}) AS f WHERE {WITH_FACE} GROUP BY 1",
+            ):
+                counts = [int(c or 0) for c in day_histogram]
+                histogram = [a + b for a, b in zip(histogram, counts, strict=True)]
+                group = pct.day_group(clock.day_spans(int(d)), q.start, q.end, counts)
+                if group.count:
+                    slots = pct.from_histogram(batch, f, group, per_day=True)
+                    groups.append(({"day": day_string(d)}, group.count, slots))
+        else:
+            sql = Sql()
+            facts_sql = q.facts(sql, "hours", L_BINS, bucketed=False)
+            rows = q.rows(sql, f"SELECT {_sums(L_BINS)} FROM ({facts_sql}) AS f WHERE {WITH_FACE}")
+            if rows:
+                histogram = [int(c or 0) for c in rows[0]]
+        group = pct.Group(whole, histogram)
+        overall_group = ({}, group.count, pct.from_histogram(batch, f, group, per_day=False))
+    batch.run()
+    overall = _latency_entry(overall_group[1], batch.values(overall_group[2]))
+    data = [{**keys, **_latency_entry(n, batch.values(slots))} for keys, n, slots in groups]
     return overall, data
 
 
 def latency(q: Query, by: str) -> dict[str, Any]:
     """p50 / p95 answer time (ms, nearest rank) overall and per local day or per class."""
-    if q.dialect == "postgresql":
-        overall, data = _pg_latency(q, by)
-    else:
-        overall, data = _sqlite_latency(q, by)
+    overall, data = _latency(q, by)
     if by == "day":
         data.sort(key=lambda r: r["day"])
     else:
@@ -563,6 +542,9 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            # Every query reads rollups or index ranges: starting parallel workers for one
+            # costs more than it saves (hundreds of ms on a busy server).
+            conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
         elif conn.dialect.name == "sqlite":
             # pysqlite begins transactions only for writes: begin the read one here.
             conn.exec_driver_sql("BEGIN")
