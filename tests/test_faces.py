@@ -257,6 +257,25 @@ def test_small_face_in_large_image_found_by_the_retry(
     assert cosine(backbone.analyze(canvas).vector, alone) > 0.8
 
 
+def test_a_tiny_face_is_found_by_the_upscaled_retry(
+    backbone: FaceBackbone, face_home: Path, orl: People
+) -> None:
+    """An ORL face shrunk to 36x44 px in a 640x480 frame (bench/fewshot.py's "tiny"): YuNet
+    misses this one at the frame's own size and finds it upscaled to detect_upscale_side."""
+    import cv2
+
+    small = cv2.resize(rgb_of(orl["s2"][0]), (36, 44), interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), 128, dtype=np.uint8)
+    frame[200:244, 300:336] = small
+
+    no_upscale = FaceBackbone(Settings(home=face_home, detect_upscale_side=0))
+    assert no_upscale.detect(frame) == []
+    found = backbone.detect(frame)
+    assert len(found) == 1
+    x, y, fw, fh = found[0].box
+    assert x >= 290 and x + fw <= 346 and y >= 190 and y + fh <= 254  # in the frame's pixels
+
+
 def test_align_falls_back_to_the_box_for_degenerate_landmarks(backbone: FaceBackbone) -> None:
     rgb = np.zeros((200, 200, 3), dtype=np.uint8)
     rgb[50:150, 50:150] = 200

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         description="When nothing is found at detect_side, retry at this size (0 disables);"
         " finds small faces in large photos.",
     )
+    detect_upscale_side: int = Field(
+        960,
+        ge=0,
+        description="When nothing is found in a photo whose longer side is under this, retry"
+        " with it upscaled to this size (0 disables): finds faces under ~40 px wide, e.g. a"
+        " visitor far from the webcam.",
+    )
     detect_denoise_retry: bool = Field(
         True,
         description="When still nothing is found, retry on a lightly blurred copy"
