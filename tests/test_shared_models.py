@@ -111,6 +111,25 @@ def test_a_champion_trained_on_one_machine_serves_on_another(
     assert predictor.load(wait=True).info.version == second
 
 
+def test_a_name_generator_trained_on_one_machine_answers_on_another(
+    trained: Settings, machine: Machine
+) -> None:
+    from lookalike.names.service import NameGenerator, train_names
+    from lookalike.names.train import HyperParameters
+
+    report = train_names(trained, "pokemon", params=HyperParameters(max_epochs=1, seed=0))
+    assert report.promoted
+    d = machine("d")
+    generator = NameGenerator(d)
+    try:
+        names = generator.generate(count=3, seed=1)
+    finally:
+        generator.close()
+    assert len(names.names) == 3
+    assert generator.loaded_version == report.version
+    assert (d.data_dir.names / report.version / "model.json").is_file()
+
+
 def test_a_damaged_copy_in_the_bucket_is_refused(trained: Settings, machine: Machine) -> None:
     a = trained
     version = retrain(a, actor="test").version

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lookalike.artifacts import fetch_artifact
 from lookalike.config import Settings
 from lookalike.datadir import DataDir
 from lookalike.errors import LookalikeError, ModelUnavailable
@@ -231,6 +232,8 @@ class NameGenerator:
                 " train` (default corpus: the Pokemon names), then ask again.",
                 code="names.no_model",
             )
+        # Trained on another machine: fetched from the shared object store, digests checked.
+        fetch_artifact(self.settings, artifact_path(version))
         return load_names_model(self.settings.home, version)
 
     def load(self) -> NamesModel:

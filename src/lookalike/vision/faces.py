@@ -135,6 +135,9 @@ def _yunet_decode(outputs: list[np.ndarray], width: int, threshold: float) -> np
     return faces
 
 
+UPSCALED_MAX_FACE_PX = 64  # widest face (photo pixels) the upscaled retry may return
+
+
 def _resized(rgb: np.ndarray, scale: float, size: tuple[int, int] | None = None) -> np.ndarray:
     import cv2
 
@@ -289,8 +292,11 @@ class FaceBackbone(Backbone):
             faces = self._detect_at(base, retry_side)
         if not faces and s.detect_upscale_side > max(base.shape[:2]):
             # YuNet misses some faces under ~40 px even at the photo's own size; upscaled
-            # they are found (ORL faces 36 px wide in a 640x480 frame: 94% -> 100%).
-            faces = self._detect_at(base, s.detect_upscale_side)
+            # they are found (ORL faces 36 px wide in a 640x480 frame: 94% -> 100%). Only
+            # small ones are kept: a large face missed at full size is no face (upscaled,
+            # the cat in skimage's "chelsea" scored 0.66, 284 px wide).
+            upscaled = self._detect_at(base, s.detect_upscale_side)
+            faces = [f for f in upscaled if f.box[2] < UPSCALED_MAX_FACE_PX]
         if not faces and s.detect_denoise_retry:
             # Sensor noise (dark webcam frames) hides faces from YuNet, all the more once a
             # small image is upscaled; a light blur at detection scale brings them back
