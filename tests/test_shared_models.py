@@ -18,7 +18,10 @@ from support.s3 import endpoint, s3_server, s3_settings
 from support.training import quick_import
 
 from lookalike.artifacts import load_model, models_dir
+from lookalike.backup import backup, restore
 from lookalike.config import Settings
+from lookalike.data.personal import forget_sources
+from lookalike.data.store import DatasetStore, image_key
 from lookalike.errors import ModelUnavailable, NotFound
 from lookalike.inference import Predictor
 from lookalike.jobs import Jobs, QueuedJob
@@ -200,3 +203,79 @@ def test_the_retrain_lock_needs_redis_when_configured(tmp_path: Path) -> None:
     with pytest.raises(RetrainLockUnavailable) as exc:
         retrain(settings)
     assert exc.value.status == 503
+
+
+def test_reference_photos_are_shown_by_every_machine(
+    trained: Settings, machine: Machine, orl: Orl
+) -> None:
+    """A version's reference photos are published with it: an app on a machine without the
+    dataset serves them from the bucket; removing a photo from the dataset removes its copy."""
+    a = trained
+    champion = Registry(a).champion()
+    assert champion is not None
+    model = load_model(a, champion)
+    photos = dict(zip(model.gallery_hashes.tolist(), model.gallery_exts.tolist(), strict=True))
+    published = {key.rsplit("/", 1)[1] for key in bucket_keys(a, "images/")}
+    assert {f"{sha}.{ext}" for sha, ext in photos.items()} <= published
+
+    viewer = machine("viewer")
+    with client_for(viewer) as client:
+        answer = client.post(
+            "/api/predictions", files={"photo": ("a.pgm", orl["s1"][9].read_bytes())}
+        ).json()
+        urls = {n["url"] for n in answer["nearest"]}
+        assert urls and all(url.removeprefix("/api/images/") in photos for url in urls)
+        for url in urls:
+            shown = client.get(url)
+            assert shown.status_code == 200 and shown.headers["content-type"] == "image/png"
+            assert shown.content.startswith(b"\x89PNG")  # ORL's PGM, converted
+    assert not viewer.data_dir.images.exists()  # served from the bucket, nothing copied
+
+    sha = next(iter(photos))
+    record = DatasetStore(a).load().images[sha]
+    assert forget_sources(a, {record.source}) == [record]
+    assert not ObjectStore(a).exists(image_key(sha, record.ext))
+    with client_for(machine("viewer-2")) as client:
+        assert client.get(f"/api/images/{sha}").status_code == 404
+
+
+def test_a_restore_publishes_its_versions_to_the_bucket(
+    trained: Settings, machine: Machine, postgres_url: str, tmp_path: Path, orl: Orl
+) -> None:
+    """A backup restored into a service with a bucket: its versions and reference photos are
+    published there, so a machine that only has the bucket and the database serves them."""
+    champion = Registry(trained).champion()
+    assert champion is not None
+    backup(trained, tmp_path / "backup")
+    with new_database(postgres_url, "restored") as database:
+        restored = machine("restored").model_copy(
+            update={"database_url": database, "storage_url": f"s3://{BUCKET}/restored"}
+        )
+        restore(restored, tmp_path / "backup")
+        assert bucket_keys(restored, f"models/{champion}/")
+        assert bucket_keys(restored, "images/")
+        other = restored.model_copy(update={"home": tmp_path / "other"})
+        answer = Predictor(other).predict(orl["s3"][8].read_bytes())
+        assert answer.model_version == champion
+
+
+def test_one_name_training_at_a_time_across_machines(trained: Settings, machine: Machine) -> None:
+    from lookalike.names.service import (
+        NamesLockUnavailable,
+        NamesTrainingRunning,
+        names_training_lock,
+        train_names,
+    )
+
+    a, b = trained, machine("names-b")
+    with names_training_lock(a):
+        with pytest.raises(NamesTrainingRunning) as exc:
+            train_names(b, "pokemon")  # b's data dir holds no lock file: Redis does
+        assert f"pid {os.getpid()}" in exc.value.message
+        assert not b.data_dir.names_training_lock.exists()
+    with names_training_lock(b):  # released: b takes it
+        pass
+    dead = b.model_copy(update={"redis_url": "redis://127.0.0.1:9/0"})
+    with pytest.raises(NamesLockUnavailable) as down:
+        train_names(dead, "pokemon")
+    assert down.value.status == 503

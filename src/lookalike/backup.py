@@ -52,6 +52,7 @@ from lookalike.db import Base, init_db, make_engine
 from lookalike.db.migrate import current_revision, head_revision
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_write_json, file_lock
+from lookalike.registry import Registry
 from lookalike.storage import ObjectStore
 
 FORMAT = 1
@@ -353,6 +354,9 @@ def restore(settings: Settings, path: Path) -> Manifest:
     objects = path / "objects"
     for file in sorted(p for p in objects.rglob("*") if p.is_file()) if objects.is_dir() else []:
         store.put(file.relative_to(objects).as_posix(), file.read_bytes())
+    # With a remote store, other machines fetch model versions and reference photos there.
+    with Registry(settings) as registry:
+        registry.publish_all()
     return manifest
 
 

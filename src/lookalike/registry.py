@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,7 +50,7 @@ from lookalike.artifacts import (
     remove_remote,
 )
 from lookalike.config import Settings
-from lookalike.data.store import CONTRIBUTION, VISITOR
+from lookalike.data.store import CONTRIBUTION, VISITOR, DatasetStore
 from lookalike.datadir import DataDir
 from lookalike.db import (
     Contribution,
@@ -254,7 +255,7 @@ class Registry:
             with self.sessions() as session:
                 if session.get(ModelVersion, version) is not None:  # never overwrite its files
                     raise _exists(version)
-            publish_artifact(self.settings, artifact)  # other machines fetch it from there
+            self.publish(kind, artifact)  # other machines fetch it from there
         row = ModelVersion(
             version=version,
             kind=kind,
@@ -288,6 +289,29 @@ class Registry:
         except IntegrityError as exc:
             raise _exists(version) from exc
         return row
+
+    def publish(self, kind: str, artifact: str) -> None:
+        """Copy a version to the remote object store: its artifact, and for a face/image
+        model the dataset photos it shows as references (another machine's data dir lacks
+        them). Nothing without a remote store; what the store already holds is kept."""
+        if not self.settings.storage_url:
+            return
+        publish_artifact(self.settings, artifact)
+        if kind == LOOKALIKE:
+            photos = _reference_photos(DataDir(self.home).artifact(artifact))
+            DatasetStore(self.settings).publish_blobs(photos)
+
+    def publish_all(self) -> list[str]:
+        """Publish every registered version the data dir holds (after a restore into a
+        service with a remote store); returns the versions published."""
+        if not self.settings.storage_url:
+            return []
+        published = []
+        for row in self.versions(LOOKALIKE) + self.versions(NAMES):
+            if (DataDir(self.home).artifact(row.artifact) / MANIFEST).is_file():
+                self.publish(row.kind, row.artifact)
+                published.append(row.version)
+        return published
 
     def register_model(
         self, info: ModelInfo, created_by: str, *, challenger: bool = True
@@ -597,6 +621,14 @@ class Registry:
     def reserved_versions(self) -> set[str]:
         with self.engine.connect() as conn:
             return set(conn.execute(select(ModelVersion.version)).scalars())
+
+
+def _reference_photos(path: Path) -> list[tuple[str, str]]:
+    """The (sha256, ext) of the dataset photos the face/image model saved in ``path`` shows."""
+    with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
+        hashes = arrays["gallery_hashes"].astype(str).tolist()
+        exts = arrays["gallery_exts"].astype(str).tolist()
+    return list(zip(hashes, exts, strict=True))
 
 
 def _exists(version: str) -> InvalidInput:

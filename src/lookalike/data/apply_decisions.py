@@ -228,7 +228,7 @@ def _apply_to_catalog(
             store.save(catalog)
     cache = embedding_cache(settings.data_dir)
     for record in removed:
-        store.path_of(record).unlink(missing_ok=True)
+        store.remove_blob(record)
         cache.delete(record.sha256)
     SplitStore(settings).forget({r.sha256 for r in removed})
     report.removed += len(removed)

@@ -48,7 +48,7 @@ def forget_sources(settings: Settings, sources: set[str]) -> list[ImageRecord]:
         if gone:
             store.save(catalog)
     for record in gone:
-        store.path_of(record).unlink(missing_ok=True)
+        store.remove_blob(record)
         cache.delete(record.sha256)
     SplitStore(settings).forget({r.sha256 for r in gone})
     return gone

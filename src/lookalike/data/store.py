@@ -8,6 +8,12 @@ Layout under the data dir (``lookalike.datadir``)::
 
 The catalog is rewritten atomically under the lock, so a crashed import leaves the previous
 catalog intact; blobs not referenced by it are removed by the importer that wrote them.
+
+With a remote object store (``storage_url``) the photos a model shows are shared through it
+too, under ``images/ab/<sha256>.<ext>``: a version's reference photos are published there
+when it is registered (``publish_blobs``), so that an app process on any machine can show
+them (``read_blob``: the data dir's copy, else the store's); removing a photo from the
+dataset (``remove_blob``) removes that copy as well.
 A JSON file (not the database) because the engine must work from the command line alone;
 the web service's database keeps the prediction log, not the training set.
 """
@@ -16,14 +22,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.config import Settings
 from lookalike.errors import DatasetError, NotFound
 from lookalike.fsutil import atomic_write_bytes, atomic_write_json, file_lock
+
+if TYPE_CHECKING:
+    from lookalike.storage import ObjectStore
 
 CATALOG_FORMAT = 1
 
@@ -44,6 +55,11 @@ def is_contribution(source: str) -> bool:
 def is_personal(source: str) -> bool:
     """Personal photos always train: the frozen test set stays the operator's photos."""
     return is_visitor(source) or is_contribution(source)
+
+
+def image_key(sha256: str, ext: str) -> str:
+    """Where a dataset photo is kept in a remote object store."""
+    return f"images/{sha256[:2]}/{sha256}.{ext}"
 
 
 def now_iso() -> str:
@@ -113,6 +129,51 @@ class DatasetStore:
             return False
         atomic_write_bytes(path, data)
         return True
+
+    @cached_property
+    def remote(self) -> ObjectStore | None:
+        """The remote object store photos are shared through (``storage_url``), else None."""
+        if not self.settings.storage_url:
+            return None
+        from lookalike.storage import ObjectStore
+
+        return ObjectStore(self.settings)
+
+    def publish_blobs(self, blobs: Iterable[tuple[str, str]]) -> int:
+        """Copy the photos ``blobs`` ((sha256, ext) pairs) that the remote object store lacks
+        into it (nothing without one); returns how many were copied. A photo missing from
+        the data dir too is skipped: it was removed from the dataset meanwhile."""
+        remote = self.remote
+        if remote is None:
+            return 0
+        copied = 0
+        for sha256, ext in dict.fromkeys(blobs):
+            key = image_key(sha256, ext)
+            if remote.exists(key):
+                continue
+            try:
+                data = self.blob_path(sha256, ext).read_bytes()
+            except FileNotFoundError:
+                continue
+            remote.put(key, data)
+            copied += 1
+        return copied
+
+    def read_blob(self, sha256: str, ext: str) -> bytes:
+        """A photo's bytes: the data dir's copy, else the remote store's (published from
+        another machine). ``NotFound`` when neither has it."""
+        try:
+            return self.blob_path(sha256, ext).read_bytes()
+        except FileNotFoundError:
+            if self.remote is None:
+                raise NotFound(f"no dataset photo {sha256}", code="image.not_found") from None
+        return self.remote.get(image_key(sha256, ext))
+
+    def remove_blob(self, rec: ImageRecord) -> None:
+        """Delete a photo's file and its copy in the remote store (a deletion reaches both)."""
+        self.path_of(rec).unlink(missing_ok=True)
+        if self.remote is not None:
+            self.remote.delete(image_key(rec.sha256, rec.ext))
 
     def load(self) -> Catalog:
         if not self.catalog_path.exists():

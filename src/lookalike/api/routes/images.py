@@ -6,7 +6,9 @@
   review queue and the evaluation views show test photos and flagged ones).
 
 Both answer with a fixed image content type, ``nosniff`` and a CSP that forbids everything.
-Formats browsers do not show (PGM/PPM, as in ORL) are converted to PNG on the fly.
+Formats browsers do not show (PGM/PPM, as in ORL) are converted to PNG on the fly. With a
+remote object store, a photo the data dir lacks is read from the store's copy (published with
+the model version that shows it), so every app machine serves the same reference photos.
 """
 
 from __future__ import annotations
@@ -114,10 +116,9 @@ def _serve(
     if request.headers.get("if-none-match") == headers["ETag"]:
         return Response(status_code=304, headers=headers)
     ext = ext.lower()
-    path = DatasetStore(settings).blob_path(sha256, ext)
-    try:
-        data = path.read_bytes()
-    except OSError:
+    try:  # the data dir's copy, else the object store's (a model trained on another machine)
+        data = DatasetStore(settings).read_blob(sha256, ext)
+    except (NotFound, OSError):
         raise missing from None
     media_type = _TYPES.get(ext)
     if media_type is None:  # PGM/PPM/PBM: browsers cannot show them
