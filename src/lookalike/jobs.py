@@ -29,7 +29,8 @@ from lookalike.data.store import DatasetStore
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import atomic_write_bytes, file_lock
 from lookalike.kinds import Trigger
-from lookalike.retrain import redis_client, redis_text, retrain, retrain_running
+from lookalike.redis_lock import redis_client, redis_text
+from lookalike.retrain import retrain, retrain_running
 
 log = logging.getLogger("lookalike.jobs")
 REQUEUE_MINUTES = 5  # how often contributions whose job was lost are queued again
@@ -251,7 +252,7 @@ class Jobs:
         """Under the enqueue lock: the last retrain job's id ("" before the first) and how
         to replace it."""
         if self.settings.redis_url:
-            client = redis_client(self.settings)
+            client = redis_client(self.settings.redis_url)
             try:
                 with client.lock(ENQUEUE_LOCK_KEY, timeout=30, blocking_timeout=10):
                     last = redis_text(client.get(RETRAIN_JOB_KEY))

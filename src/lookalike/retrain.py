@@ -22,16 +22,11 @@ without a restart. Embeddings are cached by image hash, so a retrain embeds only
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lookalike.artifacts import load_model
 from lookalike.config import Settings
@@ -43,16 +38,13 @@ from lookalike.datadir import DataDir
 from lookalike.errors import LookalikeError
 from lookalike.fsutil import exclusive_lock, lock_is_held
 from lookalike.kinds import Trigger
+from lookalike.redis_lock import lock_held, redis_lock
 from lookalike.registry import Registry
 from lookalike.training.compare import GateDecision, compare_models
 from lookalike.training.train import Progress, TrainReport, train
 
-if TYPE_CHECKING:
-    from redis import Redis
-
 log = logging.getLogger("lookalike.retrain")
 LOCK_KEY = "lookalike:retrain:lock"  # in Redis: the holder's description, while held
-LOCK_SECONDS = 60  # a killed holder's Redis lock lapses after this; a live one renews it
 
 
 class RetrainRunning(LookalikeError):
@@ -93,70 +85,18 @@ class RetrainLockUnavailable(LookalikeError):
     code = "retrain.lock_unavailable"
 
 
-def redis_client(settings: Settings) -> Redis:
-    """A client of ``redis_url`` that answers at once when Redis cannot be reached."""
-    from redis import Redis
-
-    return Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
-
-
-def redis_text(value: bytes | str | None) -> str:
-    """A Redis string value as text ("" for none)."""
-    return value.decode() if isinstance(value, bytes) else (value or "")
-
-
 @contextmanager
 def training_lock(where: Path | Settings) -> Iterator[None]:
     """Held for a whole retrain; a second one is refused at once (not queued). ``where``:
     a data dir (its lock file), or the settings: in Redis when ``redis_url`` is set, so
     that machines sharing the database never retrain at once."""
     if isinstance(where, Settings) and where.redis_url:
-        with _redis_lock(where):
+        with redis_lock(where.redis_url, LOCK_KEY, refused=_refused, unavailable=_lock_unavailable):
             yield
         return
     home = where.home if isinstance(where, Settings) else where
     with exclusive_lock(DataDir(home).retrain_lock, _refused):
         yield
-
-
-@contextmanager
-def _redis_lock(settings: Settings) -> Iterator[None]:
-    """The retrain lock in Redis: taken at once or refused, naming its holder; renewed by a
-    thread every third of ``LOCK_SECONDS`` (a killed process's lock lapses after them)."""
-    from redis.exceptions import LockError, RedisError
-
-    client = redis_client(settings)
-    holder = (
-        f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    )
-    lock = client.lock(LOCK_KEY, timeout=LOCK_SECONDS, blocking=False, thread_local=False)
-    try:
-        if not lock.acquire(token=f"{holder} [{uuid.uuid4().hex[:8]}]"):
-            found = redis_text(client.get(LOCK_KEY))
-            raise _refused(found.rpartition(" [")[0] or "another process")
-    except RedisError as exc:
-        raise _lock_unavailable(exc) from exc
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(LOCK_SECONDS / 3):
-            try:
-                lock.reacquire()
-            except RedisError:  # Redis away a moment: try again; lost: the retrain goes on
-                log.warning("could not renew the retrain lock in Redis", exc_info=True)
-
-    renewer = threading.Thread(target=renew, name="retrain-lock", daemon=True)
-    renewer.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        renewer.join()
-        try:
-            lock.release()
-        except (LockError, RedisError):  # lapsed, or Redis away: it lapses by itself
-            log.warning("could not release the retrain lock in Redis", exc_info=True)
-        client.close()
 
 
 def _lock_unavailable(exc: Exception) -> RetrainLockUnavailable:
@@ -170,11 +110,7 @@ def _lock_unavailable(exc: Exception) -> RetrainLockUnavailable:
 def retrain_running(where: Path | Settings) -> bool:
     """Whether a retrain holds the lock now (in any process; with Redis, on any machine)."""
     if isinstance(where, Settings) and where.redis_url:
-        client = redis_client(where)
-        try:
-            return bool(client.exists(LOCK_KEY))
-        finally:
-            client.close()
+        return lock_held(where.redis_url, LOCK_KEY)
     home = where.home if isinstance(where, Settings) else where
     return lock_is_held(DataDir(home).retrain_lock)
 

@@ -271,9 +271,9 @@ class RedisRateLimiter:
 
 def redis_client(url: str) -> Redis:
     """A client that gives up quickly: a limit check must never hold a request."""
-    from redis import Redis
+    from lookalike.redis_lock import redis_client as client
 
-    return Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return client(url, timeout=0.5, connect_timeout=0.5)
 
 
 def limiter(

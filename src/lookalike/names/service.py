@@ -38,6 +38,7 @@ from lookalike.names.store import (
     save_names_model,
 )
 from lookalike.names.train import HyperParameters, fit
+from lookalike.redis_lock import redis_lock
 from lookalike.registry import Registry
 
 
@@ -53,18 +54,44 @@ def _refused(holder: str) -> NamesTrainingRunning:
     )
 
 
+class NamesLockUnavailable(LookalikeError):
+    """Redis, which holds the name training lock shared by every machine, cannot be reached."""
+
+    status = 503
+    code = "names.lock_unavailable"
+
+
+def _lock_unavailable(exc: Exception) -> NamesLockUnavailable:
+    return NamesLockUnavailable(
+        "Redis, which holds the name training lock, cannot be reached; nothing was trained."
+        " Try again in a moment.",
+        details={"reason": type(exc).__name__},
+    )
+
+
+NAMES_LOCK_KEY = "lookalike:names:lock"  # in Redis: the holder's description, while held
+
+
 @contextmanager
-def names_training_lock(data_dir: DataDir) -> Iterator[None]:
+def names_training_lock(where: DataDir | Settings) -> Iterator[None]:
     """Held for a whole name generator training; a second one is refused at once.
 
-    The same kind of lock as the face retrain's (``retrain.training_lock``) on a file of its
-    own (``names.lock``): two name trainings must not overlap (both would be judged against
-    the same champion, and the later promotion would win whatever its perplexity), but a name
+    The same kind of lock as the face retrain's (``retrain.training_lock``), of its own
+    (``names.lock`` in the data dir, or with ``redis_url`` a key in Redis that every machine
+    sees): two name trainings must not overlap (both would be judged against the same
+    champion, and the later promotion would win whatever its perplexity), but a name
     training and a face retrain share nothing they could spoil: their artifacts live in
     different directories, each kind has its own aliases, and every registry change is one
     transaction. With one lock for both, a nightly retrain would refuse ``lookalike names
     train`` for no reason.
     """
+    if isinstance(where, Settings) and where.redis_url:
+        with redis_lock(
+            where.redis_url, NAMES_LOCK_KEY, refused=_refused, unavailable=_lock_unavailable
+        ):
+            yield
+        return
+    data_dir = where.data_dir if isinstance(where, Settings) else where
     with exclusive_lock(data_dir.names_training_lock, _refused):
         yield
 
@@ -116,7 +143,7 @@ def train_names(
     """Train on a corpus (``pokemon``, ``first-names`` or a file of names), save the version,
     register it and run the promotion gate; refused while another one trains
     (``NamesTrainingRunning``)."""
-    with names_training_lock(settings.data_dir):
+    with names_training_lock(settings):
         return _train_names(settings, corpus, params, created_by, progress)
 
 
