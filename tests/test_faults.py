@@ -15,8 +15,6 @@ cleanly meanwhile (503 ``queue.unavailable``; it was a 500).
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,7 +25,7 @@ from support.api import Orl, api_settings, assert_error, client_for, linked_home
 from support.faults import Load, S3Server, audit, bodies, logged, wait_for_201s
 from support.pg import PostgresCluster, new_database
 from support.redis_server import RedisServer
-from support.server import child_env, free_port, running_server
+from support.server import free_port, running_server, running_worker
 
 from lookalike import accounts
 from lookalike.db import make_engine, session_factory
@@ -143,57 +141,48 @@ def test_while_redis_is_down_both_processes_answer_and_the_worker_runs_the_job_a
         with (
             running_server(settings, logs, workers=1, **shared) as one,
             running_server(settings, logs, workers=1, **shared) as other,
+            running_worker(home, database_url=database, **shared) as worker,
         ):
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "lookalike.cli", "worker", "--home", str(home)],
-                env=child_env(database_url=database, **shared),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            load = Load([one.url, other.url], bodies(held_out(orl), 0), 4).start()
+            wait_for_201s(load, 0.0, 2)
+            redis.stop()
+            down = load.now()
+            files = [("photo", (p.name, p.read_bytes())) for p in orl["s7"][:6]]
+            joined = httpx.post(
+                one.url + "/api/contributions",
+                data={"display_name": "Ada", "consent": "true"},
+                files=files,
+                timeout=60,
             )
-            try:
-                load = Load([one.url, other.url], bodies(held_out(orl), 0), 4).start()
-                wait_for_201s(load, 0.0, 2)
-                redis.stop()
-                down = load.now()
-                files = [("photo", (p.name, p.read_bytes())) for p in orl["s7"][:6]]
-                joined = httpx.post(
-                    one.url + "/api/contributions",
-                    data={"display_name": "Ada", "consent": "true"},
-                    files=files,
-                    timeout=60,
-                )
-                assert joined.status_code == 202, joined.text  # stored; not queued
-                contribution = joined.json()
-                assert contribution["status"] == "queued"
-                refused = httpx.post(other.url + "/api/models/retrain", headers=auth, timeout=30)
-                assert refused.status_code == 503, refused.text  # a clean refusal, not a 500
-                assert refused.json()["error"]["code"] == "queue.unavailable"
-                wait_for_201s(load, down + 0.5, 2)  # served while down...
-                time.sleep(max(0.0, down + 4 - load.now()))
-                redis.start()  # back, empty: whatever it held is gone
-                outcomes = load.stop()
-                assert outcomes and {o.status for o in outcomes} == {201}, Counter(
-                    (o.status, o.code) for o in outcomes
-                )  # ...and never refused
-                assert max(o.ms for o in outcomes) < 10_000  # nor held on the dead server
+            assert joined.status_code == 202, joined.text  # stored; not queued
+            contribution = joined.json()
+            assert contribution["status"] == "queued"
+            refused = httpx.post(other.url + "/api/models/retrain", headers=auth, timeout=30)
+            assert refused.status_code == 503, refused.text  # a clean refusal, not a 500
+            assert refused.json()["error"]["code"] == "queue.unavailable"
+            wait_for_201s(load, down + 0.5, 2)  # served while down...
+            time.sleep(max(0.0, down + 4 - load.now()))
+            redis.start()  # back, empty: whatever it held is gone
+            outcomes = load.stop()
+            assert outcomes and {o.status for o in outcomes} == {201}, Counter(
+                (o.status, o.code) for o in outcomes
+            )  # ...and never refused
+            assert max(o.ms for o in outcomes) < 10_000  # nor held on the dead server
 
-                # What the worker's requeue task does every few minutes (REQUEUE_MINUTES):
-                # the contribution whose job was never queued is queued again...
-                assert Jobs(settings).requeue_contributions(older_than=0) == 1
-                status_url = other.url + contribution["status_url"]
-                deadline = time.monotonic() + 60
-                status = ""
-                while time.monotonic() < deadline and status != "enrolled":
-                    time.sleep(0.3)
-                    status = httpx.get(status_url, timeout=10).json()["status"]
-                # ...and the worker, alive through the outage, runs it.
-                assert status == "enrolled"
-                assert worker.poll() is None
-                again = httpx.post(other.url + "/api/models/retrain", headers=auth, timeout=30)
-                assert again.status_code == 202, again.text
-            finally:
-                worker.terminate()
-                worker.wait(timeout=30)
+            # What the worker's requeue task does every few minutes (REQUEUE_MINUTES):
+            # the contribution whose job was never queued is queued again...
+            assert Jobs(settings).requeue_contributions(older_than=0) == 1
+            status_url = other.url + contribution["status_url"]
+            deadline = time.monotonic() + 60
+            status = ""
+            while time.monotonic() < deadline and status != "enrolled":
+                time.sleep(0.3)
+                status = httpx.get(status_url, timeout=10).json()["status"]
+            # ...and the worker, alive through the outage, runs it.
+            assert status == "enrolled"
+            assert worker.poll() is None
+            again = httpx.post(other.url + "/api/models/retrain", headers=auth, timeout=30)
+            assert again.status_code == 202, again.text
 
 
 def test_a_queue_that_cannot_be_reached_is_a_clean_503_for_a_retrain(

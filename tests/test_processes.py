@@ -6,8 +6,6 @@ by both within seconds, a contribution taken by one is processed by the worker."
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import pytest
 from support.api import Orl, api_settings, trained_home
 from support.pg import new_database
 from support.redis_server import RedisServer
-from support.server import answer, child_env, running_server
+from support.server import answer, running_server, running_worker
 
 from lookalike import accounts
 from lookalike.db import make_engine, session_factory
@@ -74,13 +72,7 @@ def test_two_app_processes_and_a_worker_share_one_service(
             assert both, (one.health(), other.health())
             assert answer(one, orl["s3"][9])["model_version"] == second
 
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "lookalike.cli", "worker", "--home", str(home)],
-                env=child_env(database_url=database, **shared),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
+            with running_worker(home, database_url=database, **shared):
                 files = [("photo", (p.name, p.read_bytes())) for p in orl["s7"][:6]]
                 joined = httpx.post(
                     one.url + "/api/contributions",
@@ -96,9 +88,6 @@ def test_two_app_processes_and_a_worker_share_one_service(
 
                 assert wait_until(enrolled, seconds=60)
                 assert answer(other, orl["s7"][9])["answer"]["names"] == ["Ada"]
-            finally:
-                worker.terminate()
-                worker.wait(timeout=30)
 
 
 def test_sigterm_answers_the_requests_in_flight_first(

@@ -15,7 +15,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 TEMP_PREFIX = ".building-"
@@ -61,25 +62,13 @@ class VersionedDirs:
         """Write a new version atomically and return its name. ``files`` do not depend on the
         version; ``manifest(version)`` gives the files that name it (``model.json``), called
         again when another writer claimed that version first."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=TEMP_PREFIX))
-        try:
-            os.chmod(tmp, DIR_MODE)
-            for name, data in files.items():
-                _write_file(tmp / name, data)
+        with self._staged(files) as tmp:
             while True:  # claim the next free version name; rename fails if it exists
                 version = self.next_version(reserved)
                 for name, data in manifest(version).items():
                     _write_file(tmp / name, data)
-                try:
-                    os.rename(tmp, self.root / version)
+                if self._claim(tmp, version):
                     return version
-                except OSError:
-                    if not (self.root / version).exists():
-                        raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
 
     def place(self, version: str, files: Mapping[str, bytes]) -> bool:
         """Write version ``version`` (a copy of one made elsewhere, e.g. fetched from the
@@ -87,22 +76,33 @@ class VersionedDirs:
         process placed it first: the same files)."""
         if not self.is_version(version):
             raise ValueError(f"not a version name: {version!r}")
+        with self._staged(files) as tmp:
+            return self._claim(tmp, version)
+
+    @contextmanager
+    def _staged(self, files: Mapping[str, bytes]) -> Iterator[Path]:
+        """A temporary directory beside the versions holding ``files``, removed on exit
+        unless it was renamed into place."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=TEMP_PREFIX))
         try:
             os.chmod(tmp, DIR_MODE)
             for name, data in files.items():
                 _write_file(tmp / name, data)
-            try:
-                os.rename(tmp, self.root / version)
-            except OSError:
-                if not (self.root / version).exists():
-                    raise
-                return False
-            return True
+            yield tmp
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    def _claim(self, tmp: Path, version: str) -> bool:
+        """Rename ``tmp`` to ``version``; False when another writer took that name first."""
+        try:
+            os.rename(tmp, self.root / version)
+        except OSError:
+            if not (self.root / version).exists():
+                raise
+            return False
+        return True
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -1,10 +1,10 @@
 """Object storage on S3 (``storage_url=s3://bucket/prefix``), against a real S3-compatible
-server on loopback (moto in server mode): the object store's contract, and the service
-keeping, serving and deleting a visitor's photo and a contributor's files there."""
+server on loopback (``support.s3``: moto in server mode): the object store's contract, and
+the service keeping, serving and deleting a visitor's photo and a contributor's files there."""
 
 from __future__ import annotations
 
-import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from huey import MemoryHuey
 from support.api import Orl, api_settings, assert_error, client_for, linked_home
+from support.s3 import endpoint, s3_server, s3_settings
 
 from lookalike.api.state import app_state
 from lookalike.config import Settings
@@ -22,46 +23,10 @@ from lookalike.storage import ObjectStore
 BUCKET = "lookalike-test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def s3_settings(base: Settings, endpoint: str, prefix: str) -> Settings:
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    )
-    if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
-        client.create_bucket(Bucket=BUCKET)
-    return base.model_copy(
-        update={
-            "storage_url": f"s3://{BUCKET}/{prefix}",
-            "s3_endpoint_url": endpoint,
-            "s3_region": "us-east-1",
-            "s3_access_key_id": "test",
-            "s3_secret_access_key": "test",
-        }
-    )
+    with s3_server() as server:
+        yield endpoint(server)
 
 
 def keys_in_bucket(settings: Settings) -> list[str]:
@@ -71,7 +36,7 @@ def keys_in_bucket(settings: Settings) -> list[str]:
 def test_the_object_store_contract_holds_on_s3(
     s3_endpoint: str, tmp_path: Path, request: Any
 ) -> None:
-    settings = s3_settings(Settings(home=tmp_path / "home"), s3_endpoint, request.node.name)
+    settings = s3_settings(Settings(home=tmp_path / "home"), s3_endpoint, BUCKET, request.node.name)
     store = ObjectStore(settings)
     assert not store._local and store.root == f"{BUCKET}/{request.node.name}"
     store.put("consented/a.jpg", b"one", "image/jpeg")
@@ -97,7 +62,7 @@ def test_the_service_keeps_and_deletes_personal_files_on_s3(
     s3_endpoint: str, trained: Path, tmp_path: Path, orl: Orl
 ) -> None:
     base = api_settings(linked_home(trained, tmp_path / "home"), f"sqlite:///{tmp_path}/db.sqlite3")
-    settings = s3_settings(base, s3_endpoint, "service")
+    settings = s3_settings(base, s3_endpoint, BUCKET, "service")
     with client_for(settings) as client:
         app_state(client.app)._jobs = Jobs(settings, MemoryHuey("s3", immediate=True))
         kept = client.post(
@@ -132,35 +97,30 @@ def test_the_service_keeps_and_deletes_personal_files_on_s3(
 def test_an_unreachable_store_is_a_clean_503_and_leaves_no_row(
     trained: Path, tmp_path: Path, orl: Orl
 ) -> None:
-    from moto.server import ThreadedMotoServer
     from sqlalchemy import func, select
 
     from lookalike.db import PredictionRecord
 
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
     base = api_settings(linked_home(trained, tmp_path / "home"), f"sqlite:///{tmp_path}/db.sqlite3")
-    settings = s3_settings(base, f"http://127.0.0.1:{port}", "outage")
-    with client_for(settings, raise_errors=False) as client:
-        photo = {"photo": ("me.pgm", orl["s1"][8].read_bytes())}
-        assert (
-            client.post("/api/predictions", files=photo, data={"consent": "true"}).status_code
-            == 201
-        )
-        server.stop()  # S3 goes away
-        import time
-
-        started = time.perf_counter()
-        kept = client.post("/api/predictions", files=photo, data={"consent": "true"})
-        details = assert_error(kept, 503, "storage.unavailable")
-        assert time.perf_counter() - started < 30 and details["reason"] == "unreachable"
-        assert "nothing was kept" in kept.json()["error"]["message"]
-        plain = client.post("/api/predictions", files=photo)  # no photo to keep: answered
-        assert plain.status_code == 201
-        with app_state(client.app).sessions() as session:
-            rows = session.scalar(select(func.count()).select_from(PredictionRecord))
-            stored = session.scalar(
-                select(func.count()).where(PredictionRecord.storage_key.is_not(None))
+    with s3_server() as server:  # its own: this test stops it
+        settings = s3_settings(base, endpoint(server), BUCKET, "outage")
+        with client_for(settings, raise_errors=False) as client:
+            photo = {"photo": ("me.pgm", orl["s1"][8].read_bytes())}
+            assert (
+                client.post("/api/predictions", files=photo, data={"consent": "true"}).status_code
+                == 201
             )
-        assert (rows, stored) == (2, 1)  # the refused one left no row and no half record
+            server.stop()  # S3 goes away
+            started = time.perf_counter()
+            kept = client.post("/api/predictions", files=photo, data={"consent": "true"})
+            details = assert_error(kept, 503, "storage.unavailable")
+            assert time.perf_counter() - started < 30 and details["reason"] == "unreachable"
+            assert "nothing was kept" in kept.json()["error"]["message"]
+            plain = client.post("/api/predictions", files=photo)  # no photo to keep: answered
+            assert plain.status_code == 201
+            with app_state(client.app).sessions() as session:
+                rows = session.scalar(select(func.count()).select_from(PredictionRecord))
+                stored = session.scalar(
+                    select(func.count()).where(PredictionRecord.storage_key.is_not(None))
+                )
+            assert (rows, stored) == (2, 1)  # the refused one left no row and no half record

@@ -11,32 +11,33 @@ bucket hold, to check that every 201 is one row (and with consent one object), n
 from __future__ import annotations
 
 import itertools
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 
-from support.server import free_port
+from support.s3 import s3_client, s3_fields
+from support.server import ServerProcess, free_port
 
 BUCKET = "lookalike"
-KEYS = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
 
 
-class S3Server:
+class S3Server(ServerProcess):
     """``moto_server`` on a free loopback port, in its own process (so that a client in this
-    process does not share its interpreter); ``bucket`` is created on start."""
+    process does not share its interpreter); ``bucket`` is created on start. Its keys,
+    client and settings are ``support.s3``'s."""
+
+    name = "the S3 server"
+    start_seconds = 30.0
 
     def __init__(self, bucket: str = BUCKET) -> None:
         self.bucket = bucket
         self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -44,18 +45,10 @@ class S3Server:
 
     def settings(self, prefix: str) -> dict[str, str]:
         """The service's settings (by name) for objects under ``s3://bucket/prefix``."""
-        return {
-            "storage_url": f"s3://{self.bucket}/{prefix}",
-            "s3_endpoint_url": self.url,
-            "s3_region": KEYS["region_name"],
-            "s3_access_key_id": KEYS["aws_access_key_id"],
-            "s3_secret_access_key": KEYS["aws_secret_access_key"],
-        }
+        return s3_fields(self.url, self.bucket, prefix)
 
     def client(self) -> Any:
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.url, **KEYS)
+        return s3_client(self.url)
 
     def keys(self, prefix: str) -> set[str]:
         """Every key under ``prefix`` (relative to it)."""
@@ -65,40 +58,21 @@ class S3Server:
             found.update(o["Key"][len(prefix.rstrip("/")) + 1 :] for o in page.get("Contents", []))
         return found
 
-    def start(self) -> None:
+    def command(self) -> list[str]:
         binary = Path(sys.executable).with_name("moto_server")
         command = [str(binary)] if binary.is_file() else [sys.executable, "-m", "moto.server"]
-        self.process = subprocess.Popen(
-            [*command, "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(self.url, timeout=1)
-                break
-            except httpx.TransportError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("the S3 server did not start") from None
-                time.sleep(0.1)
+        return [*command, "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def answers(self) -> bool:
+        try:
+            httpx.get(self.url, timeout=1)
+            return True
+        except httpx.TransportError:
+            return False
+
+    def start(self) -> None:
+        super().start()
         self.client().create_bucket(Bucket=self.bucket)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def __enter__(self) -> S3Server:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 # --- the load ----------------------------------------------------------------------------

@@ -165,21 +165,23 @@ def s3_client(url: str) -> Any:
     return boto3.client("s3", endpoint_url=url, **KEYS)
 
 
+def s3_fields(url: str, bucket: str, prefix: str) -> dict[str, str]:
+    """The service's settings (by name) for objects under ``s3://bucket/prefix`` at ``url``."""
+    return {
+        "storage_url": f"s3://{bucket}/{prefix}",
+        "s3_endpoint_url": url,
+        "s3_region": KEYS["region_name"],
+        "s3_access_key_id": KEYS["aws_access_key_id"],
+        "s3_secret_access_key": KEYS["aws_secret_access_key"],
+    }
+
+
 def s3_settings(base: Settings, url: str, bucket: str, prefix: str, **more: Any) -> Settings:
     """``base`` with its objects on ``s3://bucket/prefix`` at ``url`` (the bucket is made)."""
     client = s3_client(url)
     if bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
         client.create_bucket(Bucket=bucket)
-    return base.model_copy(
-        update={
-            "storage_url": f"s3://{bucket}/{prefix}",
-            "s3_endpoint_url": url,
-            "s3_region": KEYS["region_name"],
-            "s3_access_key_id": KEYS["aws_access_key_id"],
-            "s3_secret_access_key": KEYS["aws_secret_access_key"],
-            **more,
-        }
-    )
+    return base.model_copy(update={**s3_fields(url, bucket, prefix), **more})
 
 
 def allow_browser_uploads(url: str, bucket: str, origin: str) -> None:

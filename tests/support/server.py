@@ -1,4 +1,6 @@
-"""The real server in its own process (``lookalike serve``), and a free port (no tests here).
+"""The real server in its own process (``lookalike serve``), the job worker
+(``lookalike worker``), a free port, and the lifecycle of the other servers the tests run in
+their own processes (``ServerProcess``: Redis, S3) (no tests here).
 
 Used by the tests that kill or swap things under a running server (``test_retrain_crash``,
 ``test_hot_swap``) and by ``bench/serve.py``.
@@ -17,7 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
 
@@ -38,6 +41,54 @@ def child_env(**settings: str) -> dict[str, str]:
     env["COLUMNS"] = "200"
     env.update({f"LOOKALIKE_{k.upper()}": v for k, v in settings.items()})
     return env
+
+
+class ServerProcess:
+    """A server in its own process on ``self.port``: started (once it answers), stopped,
+    and startable again on the same port (for the outage tests). A subclass says how to run
+    it (``command``) and how to tell it answers (``answers``)."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    name = "server"
+    start_seconds = 10.0
+    unavailable: type[Exception] = RuntimeError  # raised when it does not start
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def answers(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + self.start_seconds
+        while not self.answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise self.unavailable(f"{self.name} did not answer on port {self.port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stopped for good (a subclass also removes what it made)."""
+        self.stop()
 
 
 @dataclass
@@ -104,6 +155,23 @@ def running_server(
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def running_worker(home: Path, **settings: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``lookalike worker`` (the real CLI, its own process) for ``home``, with ``settings``
+    by name; terminated on exit."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "lookalike.cli", "worker", "--home", str(home)],
+        env=child_env(**settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
 
 
 def answer(server: Server, photo: Path) -> dict[str, Any]:

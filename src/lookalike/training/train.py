@@ -45,6 +45,7 @@ from lookalike.vision.finetuned import NETWORK_FILE, finetuned_backbone
 from lookalike.vision.images import read_image
 
 Progress = Callable[[str, int, int], None]
+Labelled = tuple[np.ndarray, np.ndarray, list[ImageRecord]]  # x, y, records kept
 
 # Used when there is nothing to choose a threshold on (e.g. one photo per class). SFace's
 # published same-person cosine threshold is 0.363; a fine-tuned face network has none, and
@@ -65,6 +66,9 @@ class _Space:
     result: EmbedResult
     heads: list[str]
     tuned: FinetuneResult | None = None  # set: the fine-tuned network's space
+    # Its training and validation arrays, built once for its heads and kept for the model.
+    train: Labelled = field(init=False)
+    val: Labelled = field(init=False)
 
 
 @dataclass
@@ -178,8 +182,9 @@ def train(
     space_of: dict[str, _Space] = {}
     for space in spaces:
         vectors, dim = space.result.vectors, space.backbone.dim
-        x_tr, y_tr, _ = labelled_arrays(by_subset["train"], vectors, index, dim)
-        x_va, y_va, _ = labelled_arrays(by_subset["val"], vectors, index, dim)
+        space.train = labelled_arrays(by_subset["train"], vectors, index, dim)
+        space.val = labelled_arrays(by_subset["val"], vectors, index, dim)
+        (x_tr, y_tr, _), (x_va, y_va, _) = space.train, space.val
         for name in space.heads:
             candidate: Head
             if space.tuned is not None:
@@ -203,13 +208,12 @@ def train(
     # logistic first: its probabilities are the better calibrated.
     names = list(fitted)
     chosen = max(names, key=lambda n: (val_scores[n] or 0.0, -names.index(n)))
-    backbone, result = space_of[chosen].backbone, space_of[chosen].result
-    tuned_chosen = space_of[chosen].tuned
+    best = space_of[chosen]
+    backbone, result, tuned_chosen = best.backbone, best.result, best.tuned
     files = {NETWORK_FILE: network} if tuned_chosen is not None else {}
     failures = {catalog.images[sha].source: why for sha, why in result.failures.items()}
 
-    x_tr, y_tr, rec_tr = labelled_arrays(by_subset["train"], result.vectors, index, backbone.dim)
-    x_va, y_va, _ = labelled_arrays(by_subset["val"], result.vectors, index, backbone.dim)
+    (x_tr, y_tr, rec_tr), (x_va, y_va, _) = best.train, best.val
     test_hashes = splits.test_hashes()
     test_records = [r for r in by_subset["test"] if r.sha256 in test_hashes]
     x_te, y_te, rec_te = labelled_arrays(test_records, result.vectors, index, backbone.dim)
