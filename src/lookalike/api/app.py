@@ -155,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         names=NameGenerator(settings, registry),  # loads its model on first use
         quote_of_the_day=QuoteOfTheDay(settings, sessions),
         enrolled=EnrolledGallery(
-            engine, settings.top_k_per_class, settings.enrolled_index_min_size
+            engine, settings.top_k_per_class, settings.enrolled_index_min_size, store
         ),
     )
 

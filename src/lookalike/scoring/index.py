@@ -9,6 +9,10 @@ while a contributor who deletes themselves must leave the index at once.
 
 faiss is the ``index`` extra: without it every set is searched exactly (numpy), which is
 what small galleries use anyway (``index_min_size``).
+
+An ``IvfIndex`` turns into bytes and back (faiss's own format: the trained cells, the
+vectors, their ids and nprobe), so processes can share one built index instead of each
+running k-means over every vector (``lookalike.enrolled``'s snapshots).
 """
 
 from __future__ import annotations
@@ -125,6 +129,37 @@ class IvfIndex:
 
     def __len__(self) -> int:
         return 0 if self._index is None else int(self._index.ntotal)
+
+    def to_bytes(self) -> bytes:
+        """The index in faiss's serialised form (b"" before any vector arrived), taken under
+        the lock so that no add or remove lands halfway through."""
+        import faiss
+
+        with self._lock:
+            if self._index is None:
+                return b""
+            return bytes(faiss.serialize_index(self._index))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, dim: int, nprobe: int | None = None) -> IvfIndex:
+        """The index ``to_bytes`` made, searching ``nprobe`` cells (None: as it did when
+        saved). ``ValueError`` when ``data`` is not an inner-product IVF-Flat index of
+        ``dim`` dimensions (faiss's own parse errors are raised as they come)."""
+        import faiss
+
+        restored = cls(dim, DEFAULT_NPROBE if nprobe is None else nprobe)
+        if not data:
+            return restored
+        index = faiss.deserialize_index(np.frombuffer(data, np.uint8))
+        if not isinstance(index, faiss.IndexIVFFlat):
+            raise ValueError(f"not an IVF-Flat index: {type(index).__name__}")
+        if index.d != dim or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise ValueError(f"an index of {index.d} dimensions or another metric, not {dim}")
+        if nprobe is None:
+            restored.nprobe = int(index.nprobe)
+        index.nprobe = restored.nprobe
+        restored._index = index
+        return restored
 
 
 def faiss_available() -> bool:
