@@ -17,6 +17,7 @@ Matching: ``lookalike.enrolled.EnrolledGallery``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import time
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from lookalike.artifacts import TrainedModel, backbone_for, load_model
 from lookalike.config import Settings
+from lookalike.data.store import image_key
 from lookalike.db import Contribution, utcnow
 from lookalike.errors import CannotJudge, LookalikeError
 from lookalike.storage import ObjectStore
@@ -352,7 +354,9 @@ def already_enrolled(
     under a different name), if any."""
     from lookalike.enrolled import EnrolledGallery  # it reads this module's rows
 
-    gallery = EnrolledGallery(engine, settings.top_k_per_class, settings.enrolled_index_min_size)
+    gallery = EnrolledGallery(
+        engine, settings.top_k_per_class, settings.enrolled_index_min_size, ObjectStore(settings)
+    )
     found = gallery.match(l2_normalize(vectors.mean(axis=0)), model.info.backbone_key)
     if found is None or found.name == name or found.score < model.info.threshold:
         return None
@@ -394,7 +398,12 @@ def delete_contribution(session: Session, store: ObjectStore, row: Contribution)
     row (with the embeddings). Returns the number of objects removed."""
     removed = 0
     prefix = object_prefix(row.id)
-    for key in list(store.iter_keys(prefix)):
+    keys = list(store.iter_keys(prefix))
+    if store.settings.storage_url:  # crops published as a model's reference photos go too
+        for key in (k for k in keys if "/face-" in k):
+            sha = hashlib.sha256(store.get(key)).hexdigest()
+            removed += store.delete(image_key(sha, key.rpartition(".")[2]))
+    for key in keys:
         removed += store.delete(key)
     store.remove_empty(prefix)  # not even the folder named after it stays
     session.delete(row)

@@ -14,20 +14,30 @@ from typing import Any
 import pytest
 from huey import MemoryHuey
 from sqlalchemy import select
-from support.api import Orl, TestClient, api_settings, assert_error, objects, trained_home
+from support.api import (
+    Orl,
+    TestClient,
+    api_settings,
+    assert_error,
+    client_for,
+    objects,
+    trained_home,
+)
+from support.s3 import endpoint, s3_server, s3_settings
 
 from lookalike.api.state import app_state
 from lookalike.artifacts import load_model
 from lookalike.config import Settings
 from lookalike.data.cache import embedding_cache
 from lookalike.data.splits import SplitStore
-from lookalike.data.store import DatasetStore
+from lookalike.data.store import DatasetStore, image_key
 from lookalike.db import Contribution, ModelEvent
 from lookalike.errors import InvalidInput
 from lookalike.jobs import Jobs
 from lookalike.kinds import EventKind, Trigger
 from lookalike.registry import Registry
 from lookalike.retrain import retrain
+from lookalike.storage import ObjectStore
 
 
 @pytest.fixture
@@ -197,3 +207,35 @@ def test_an_expired_contributor_leaves_the_champion_too(
     assert champion == outcome["retrain"]["version"] != trained.version
     assert "Ada" not in load_model(settings.home, champion).info.labels
     assert contribution_records(settings, joined["id"]) == []
+
+
+def test_with_a_bucket_their_reference_photos_leave_it_at_once(
+    settings: Settings, orl: Orl, tmp_path: Path
+) -> None:
+    """Their crops, published to the bucket as the champion's reference photos, leave it
+    when they delete themselves on a machine that never had the dataset."""
+    with s3_server() as s3:
+        shared = s3_settings(settings, endpoint(s3), "contributors", "service")
+        with client_for(shared) as client:
+            use_queue(client, shared, immediate=True)
+            files = [
+                ("photo", (p.name, p.read_bytes(), "image/x-portable-graymap"))
+                for p in orl["s7"][:7]
+            ]
+            joined = client.post(
+                "/api/contributions", data={"display_name": "Ada", "consent": "true"}, files=files
+            ).json()
+            assert retrain(shared, actor="test").promoted
+        store = ObjectStore(shared)
+        keys = {image_key(r.sha256, r.ext) for r in contribution_records(shared, joined["id"])}
+        assert keys and all(store.exists(key) for key in keys)  # published as references
+
+        elsewhere = shared.model_copy(update={"home": tmp_path / "elsewhere"})
+        with client_for(elsewhere) as client:
+            use_queue(client, elsewhere, immediate=False)
+            gone = client.delete(
+                f"/api/contributions/{joined['id']}", params={"token": joined["deletion_token"]}
+            )
+            assert gone.status_code == 204, gone.text
+        assert not any(store.exists(key) for key in keys)
+        assert not list(store.iter_keys(f"contributions/{joined['id']}/"))
