@@ -285,3 +285,54 @@ def test_genuine_impostor_on_clustered_gallery() -> None:
     # Leave-one-out over 24 gallery photos + 8 queries.
     assert len(genuine) == len(impostor) == 32
     assert genuine.min() > impostor.max()
+
+
+def _dense_genuine_impostor(
+    agg: ClassAggregator, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The leave-one-out scores computed at once on the whole gallery (the reference)."""
+    scores = agg.scores(x @ x.T, exclude_self=True)
+    rows = np.arange(len(y))
+    own = scores[rows, y]
+    others = scores.copy()
+    others[rows, y] = -np.inf
+    return own[own > -1.0], others.max(axis=1)
+
+
+def test_genuine_impostor_in_blocks_equals_the_whole_gallery_at_once() -> None:
+    x, y, _ = clusters(5, 7, noise=0.4)
+    agg = ClassAggregator(y, 5, 3)
+    genuine, impostor = genuine_impostor(agg, x, y, block_rows=4)  # 35 rows: 9 blocks
+    want_genuine, want_impostor = _dense_genuine_impostor(agg, x, y)
+    np.testing.assert_allclose(genuine, want_genuine, atol=1e-6)
+    np.testing.assert_allclose(impostor, want_impostor, atol=1e-6)
+
+
+def test_genuine_impostor_leaves_out_a_sample_of_a_large_gallery() -> None:
+    x, y, _ = clusters(5, 20, noise=0.4)
+    agg = ClassAggregator(y, 5, 3)
+    genuine, impostor = genuine_impostor(agg, x, y, max_leave_one_out=30, block_rows=7)
+    assert len(genuine) == len(impostor) == 30
+    want_genuine, want_impostor = _dense_genuine_impostor(agg, x, y)
+    # Each sampled photo's scores are exactly its scores against the whole gallery.
+    assert set(np.round(genuine, 5)) <= set(np.round(want_genuine, 5))
+    assert set(np.round(impostor, 5)) <= set(np.round(want_impostor, 5))
+    again, _ = genuine_impostor(agg, x, y, max_leave_one_out=30)
+    np.testing.assert_allclose(np.sort(again), np.sort(genuine), atol=1e-6)  # seeded: same sample
+
+
+def test_choose_threshold_agrees_with_counting_every_pair() -> None:
+    rng = np.random.default_rng(5)
+    genuine = np.round(rng.normal(0.55, 0.12, 400), 2)  # rounded: many ties
+    impostor = np.round(rng.normal(0.35, 0.12, 300), 2)
+    threshold, how = choose_threshold(genuine, impostor, default=0.0)
+    candidates = np.unique(np.concatenate([genuine, impostor]))
+    mids = np.concatenate([[candidates[0] - 1e-3], (candidates[1:] + candidates[:-1]) / 2])
+    accept = (genuine[None, :] >= mids[:, None]).mean(axis=1)
+    refuse = (impostor[None, :] < mids[:, None]).mean(axis=1)
+    balanced = (accept + refuse) / 2
+    ties = np.flatnonzero(np.isclose(balanced, balanced.max()))
+    best = int(ties[len(ties) // 2])
+    assert threshold == pytest.approx(mids[best])
+    assert how["genuine_accepted"] == round(float(accept[best]), 4)
+    assert how["impostor_refused"] == round(float(refuse[best]), 4)

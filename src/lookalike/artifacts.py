@@ -34,7 +34,7 @@ import numpy as np
 from lookalike.config import Settings
 from lookalike.datadir import DataDir
 from lookalike.errors import InvalidInput, ModelUnavailable, NotFound
-from lookalike.scoring.heads import ClassAggregator, Head, restore_head
+from lookalike.scoring.heads import ClassAggregator, Head, in_blocks, restore_head
 from lookalike.scoring.resemblance import DEFAULT_TIE_Z, Resemblance
 from lookalike.versioned import VersionedDirs, version_pattern
 from lookalike.vision.backbones import Backbone, create_backbone
@@ -116,6 +116,14 @@ class TrainedModel:
         x = np.atleast_2d(np.asarray(x, np.float32))
         sims = x @ self.gallery.T
         return self.head.predict_proba(x), sims, self.aggregator.scores(sims)
+
+    def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Many embeddings (a test set) -> (probabilities (n, C), class match scores (n, C)),
+        a block of rows at a time: their similarities to the gallery are never held whole."""
+        x = np.atleast_2d(np.asarray(x, np.float32))
+        proba = in_blocks(x, self.head.predict_proba)
+        match = in_blocks(x, lambda rows: self.aggregator.scores(rows @ self.gallery.T))
+        return proba, match
 
 
 def backbone_for(info: ModelInfo, settings: Settings) -> Backbone:

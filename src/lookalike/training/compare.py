@@ -60,7 +60,7 @@ def predicted_labels(
     answers: dict[str, str] = {}
     if have:
         x = np.stack([result.vectors[r.sha256] for r in have]).astype(np.float32)
-        proba, _, _ = model.classify(x)
+        proba, _ = model.score(x)
         for record, best in zip(have, proba.argmax(axis=1).tolist(), strict=True):
             answers[record.sha256] = model.info.labels[int(best)]
     return [answers.get(r.sha256) for r in records]

@@ -173,7 +173,7 @@ def held_out_answers(
     result = embedder.embed_files({r.sha256: store.path_of(r) for r in records})
     x, y, kept = labelled_arrays(records, result.vectors, index, model.gallery.shape[1])
     empty = np.zeros((0, len(info.labels)))
-    proba, _, match = model.classify(x) if len(x) else (empty, empty, empty)
+    proba, match = model.score(x) if len(x) else (empty, empty)
     return HeldOutAnswers(kept, y, proba, match, len(records) - len(kept))
 
 

@@ -260,7 +260,7 @@ def train(
     model.info.threshold = round(threshold, 4)
     model.info.open_set = how
 
-    proba, _, match = model.classify(x_te) if len(x_te) else (np.zeros((0, 0)),) * 3
+    proba, match = model.score(x_te) if len(x_te) else (np.zeros((0, 0)),) * 2
     metrics = compute_metrics(
         proba, match, y_te, labels, threshold,
         [r.sha256 for r in rec_te], [r.source for r in rec_te],
