@@ -91,7 +91,7 @@ def test_a_queued_retrain_runs_in_the_consumer(with_champion: Path, tmp_path: Pa
     # Asked again while it waits (from this process or another): the same job answers.
     for _ in range(20):
         assert Jobs(settings).enqueue_retrain("api", "someone") == QueuedJob(job, joined=True)
-    assert len(jobs.huey.pending()) == 1
+    assert len(jobs.training.pending()) == 1 and not jobs.huey.pending()  # training's queue
     consumer = jobs.start_in_background()
     try:
         deadline = time.monotonic() + 60
@@ -108,7 +108,7 @@ def test_a_queued_retrain_runs_in_the_consumer(with_champion: Path, tmp_path: Pa
     with training_lock(settings.home):
         # The worker took it and is running it (the consumer's scheduler may have queued a
         # periodic task meanwhile: take until the retrain is out of the queue).
-        while (task := jobs.huey.dequeue()) is not None and task.id != again.id:
+        while (task := jobs.training.dequeue()) is not None and task.id != again.id:
             pass
         assert jobs.enqueue_retrain("api", "x") == QueuedJob(again.id, joined=True)
     assert not jobs.enqueue_retrain("api", "x").joined  # it died without a result: a new one
@@ -118,10 +118,28 @@ def test_a_queued_retrain_runs_in_the_consumer(with_champion: Path, tmp_path: Pa
     assert failed["ok"] is False and failed["error"]["code"] == "dataset.empty"
 
 
-def test_worker_command_starts_and_stops(with_champion: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("options", "stop", "banner"),
+    [
+        (
+            [],
+            signal.SIGINT,
+            "Job worker: contributions (queue 'lookalike') and training (queue"
+            " 'lookalike-training'): retrain on '0 3 */3 * *'",
+        ),
+        (
+            ["--no-training"],
+            signal.SIGTERM,
+            "Job worker: contributions (queue 'lookalike') only; training jobs wait",
+        ),
+    ],
+)
+def test_worker_command_starts_and_stops(
+    with_champion: Path, tmp_path: Path, options: list[str], stop: signal.Signals, banner: str
+) -> None:
     home = copy_home(with_champion, tmp_path / "home")
     proc = subprocess.Popen(
-        [str(SCRIPT), "worker", "--home", str(home)],
+        [str(SCRIPT), "worker", "--home", str(home), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -130,10 +148,10 @@ def test_worker_command_starts_and_stops(with_champion: Path, tmp_path: Path) ->
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        assert "Job worker: retrain on '0 3 */3 * *'" in first
+        assert banner in first, first
         time.sleep(1.0)
         assert proc.poll() is None  # running
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:

@@ -174,13 +174,13 @@ def test_the_bucket_s_orphan_versions_are_removed(trained: Settings, machine: Ma
 def test_machines_join_one_retrain_through_redis(trained: Settings, machine: Machine) -> None:
     a, b = trained, machine("joins")
     one, other = Jobs(a), Jobs(b)
-    other.huey.flush()
+    other.training.flush()
     try:
         queued = one.enqueue_retrain("api", "a")
         assert not queued.joined
         # b's data dir has no retrain.job: the last job is in Redis, and b joins it.
         assert other.enqueue_retrain("api", "b") == QueuedJob(queued.id, joined=True)
-        assert len(other.huey.pending()) == 1
+        assert len(other.training.pending()) == 1
         assert not b.data_dir.retrain_job.exists()
 
         # While a retrain runs on a (holding the lock), b neither retrains nor queues one.
@@ -189,13 +189,13 @@ def test_machines_join_one_retrain_through_redis(trained: Settings, machine: Mac
             with pytest.raises(RetrainRunning) as exc:
                 retrain(b, actor="b")
             assert f"pid {os.getpid()}" in exc.value.message
-            while (task := other.huey.dequeue()) is not None and task.id != queued.id:
+            while (task := other.training.dequeue()) is not None and task.id != queued.id:
                 pass  # a's worker took the job and runs it
             assert other.enqueue_retrain("api", "b") == QueuedJob(queued.id, joined=True)
         assert not retrain_running(a)
         assert not other.enqueue_retrain("api", "b").joined  # it died unfinished: a new one
     finally:
-        other.huey.flush()
+        other.training.flush()
 
 
 def test_the_retrain_lock_needs_redis_when_configured(tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ def test_only_consented_confirmed_photos_train_and_deletion_is_real(
     assert cache.get(model.info.backbone_key, record.sha256) is None
     assert record.sha256 not in SplitStore(settings).load().assignments  # not even its hash
     assert record.sha256 not in settings.data_dir.splits.read_text()
-    assert Jobs(settings).huey.pending_count() == 1  # the champion trained on it: retrain soon
+    assert Jobs(settings).training.pending_count() == 1  # the champion trained on it: retrain
 
     # The next retrain replaces the champion trained on it, whatever the figures say.
     after_delete = retrain(settings, actor="test")

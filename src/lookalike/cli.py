@@ -340,22 +340,43 @@ def _gathered(gathered: GatherReport) -> dict[str, int]:
 @app.command()
 def worker(
     home: HomeOpt = None,
-    workers: Annotated[int, typer.Option(min=1, help="Jobs run at the same time.")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Contributions processed at the same time.")
+    ] = 1,
+    training: Annotated[
+        bool,
+        typer.Option(
+            help="Also take the training jobs (retrains, the schedule, the new-images check,"
+            " the retention sweep): only on the host whose data dir holds the dataset."
+        ),
+    ] = True,
 ) -> None:
     """Run the job worker.
 
-    Scheduled retrains, the new-images check, queued retrains."""
+    Queued contributions, and unless --no-training the training jobs: scheduled retrains,
+    the new-images check, queued retrains, the daily retention sweep."""
     from lookalike.jobs import Jobs
 
     settings = settings_from(home)
     jobs = Jobs(settings)
-    console.print(
-        escape(
-            f"Job worker: retrain on '{settings.retrain_cron}', check for new images every"
-            f" {settings.retrain_check_minutes} min; Ctrl+C stops."
+    taken = jobs.queues(training)
+    console.print(escape(_worker_banner(settings, [queue.name for queue in taken])))
+    jobs.consumer(workers, training=training).run()
+
+
+def _worker_banner(settings: Settings, queues: list[str]) -> str:
+    """Which queues this worker takes (the general one first), and when it retrains."""
+    general = f"contributions (queue '{queues[0]}')"
+    if len(queues) == 1:
+        return (
+            f"Job worker: {general} only; training jobs wait for a worker on the dataset's"
+            " host. Ctrl+C stops."
         )
+    return (
+        f"Job worker: {general} and training (queue '{queues[1]}'): retrain on"
+        f" '{settings.retrain_cron}', check for new images every"
+        f" {settings.retrain_check_minutes} min. Ctrl+C stops."
     )
-    jobs.consumer(workers).run()
 
 
 @app.command("backup")

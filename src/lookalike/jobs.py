@@ -2,19 +2,25 @@
 on demand; processing a contribution (joining the gallery); the daily retention sweep
 (contributions and kept photos older than ``retention_days``).
 
-The queue is a SQLite file in the data dir by default (``jobs.sqlite3``), Redis when
-``redis_url`` is set. ``lookalike worker`` runs the consumer; ``lookalike serve`` runs
-one in its own process unless ``jobs_in_process`` is off. Schedules run in the server's
-local time. Every job goes through ``lookalike.retrain.retrain``, whose lock makes sure two
-retrains never overlap, whichever process or trigger started them (with Redis, whichever
-machine: the lock, and the last retrain job a new request joins, are kept in Redis).
+Two queues: the training jobs (a retrain, the schedule, the new-images check, the retention
+sweep, which retrains inside) read and write the data dir's dataset, so they have a queue of
+their own (``lookalike-training``) that only a worker on the dataset's host takes; the rest
+(contributions, their requeue) need only the database and the object store, so a worker on
+any host may take them (``lookalike worker --no-training``). Both queues live in the same
+SQLite file in the data dir by default (``jobs.sqlite3``), or in the same Redis when
+``redis_url`` is set: huey keeps queues apart by name. ``lookalike worker`` runs both
+consumers; ``lookalike serve`` runs them in its own process unless ``jobs_in_process`` is
+off. Schedules run in the server's local time. Every retrain goes through
+``lookalike.retrain.retrain``, whose lock makes sure two retrains never overlap, whichever
+process or trigger started them (with Redis, whichever machine: the lock, and the last
+retrain job a new request joins, are kept in Redis).
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +39,8 @@ from lookalike.redis_lock import redis_client, redis_text
 from lookalike.retrain import retrain, retrain_running
 
 log = logging.getLogger("lookalike.jobs")
+GENERAL_QUEUE = "lookalike"  # contributions (the queue's name before training had its own)
+TRAINING_QUEUE = "lookalike-training"  # the jobs that need the data dir's dataset
 REQUEUE_MINUTES = 5  # how often contributions whose job was lost are queued again
 REQUEUE_AFTER_SECONDS = 120.0
 # With Redis: the last retrain job's id, and the lock it is checked and replaced under
@@ -68,17 +76,18 @@ def _queue_reached(action: str) -> Iterator[None]:
         ) from exc
 
 
-def create_queue(settings: Settings) -> Huey:
+def create_queue(settings: Settings, name: str = GENERAL_QUEUE) -> Huey:
+    """The queue ``name`` in the SQLite file of the data dir, or in Redis (``redis_url``)."""
     if settings.redis_url:
         from huey import RedisHuey
         from redis import ConnectionPool
 
         # A queue that cannot be reached answers at once, not after the OS's TCP timeout.
         pool = ConnectionPool.from_url(settings.redis_url, socket_connect_timeout=2)
-        return RedisHuey("lookalike", connection_pool=pool, utc=False)
+        return RedisHuey(name, connection_pool=pool, utc=False)
     path = settings.data_dir.jobs_queue
     path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey("lookalike", filename=str(path), utc=False)
+    return SqliteHuey(name, filename=str(path), utc=False)
 
 
 def new_images_since_last_model(settings: Settings) -> int:
@@ -164,27 +173,34 @@ def run_retention(settings: Settings) -> dict[str, Any]:
 
 
 class Jobs:
-    """The queue and its tasks for one ``Settings``."""
+    """The queues and their tasks for one ``Settings``: ``huey``, the general queue
+    (contributions), and ``training``, the training jobs' (retrains, the retention sweep).
+    Given one queue (tests), both kinds of job use it."""
 
-    def __init__(self, settings: Settings, huey: Huey | None = None) -> None:
+    def __init__(
+        self, settings: Settings, huey: Huey | None = None, training: Huey | None = None
+    ) -> None:
         self.settings = settings
         self.huey = huey or create_queue(settings)
+        if training is None:
+            training = huey or create_queue(settings, TRAINING_QUEUE)
+        self.training = training
 
-        @self.huey.task(name="retrain")
+        @training.task(name="retrain")
         def retrain_task(trigger: Trigger, actor: str) -> dict[str, Any]:
             return run_retrain(settings, trigger, actor)
 
-        @self.huey.periodic_task(crontab(**parse_cron(settings.retrain_cron)), name="schedule")
+        @training.periodic_task(crontab(**parse_cron(settings.retrain_cron)), name="schedule")
         def scheduled_retrain() -> dict[str, Any]:
             return run_retrain(settings, Trigger.SCHEDULE, "scheduler")
 
-        @self.huey.periodic_task(_every(settings.retrain_check_minutes), name="new-images")
+        @training.periodic_task(_every(settings.retrain_check_minutes), name="new-images")
         def new_images_check() -> dict[str, Any] | None:
             return maybe_retrain_for_new_images(settings)
 
-        @self.huey.periodic_task(crontab(minute="30", hour="4"), name="retention")
+        @training.periodic_task(crontab(minute="30", hour="4"), name="retention")
         def retention() -> dict[str, Any]:
-            return run_retention(settings)
+            return run_retention(settings)  # it retrains when the champion saw what expired
 
         @self.huey.task(name="contribution")
         def contribution_task(contribution_id: str) -> str:
@@ -272,30 +288,75 @@ class Jobs:
 
     def _unfinished(self, job_id: str) -> bool:
         """Queued, or running (dequeued, no result yet, and a retrain holds the lock)."""
-        if self.huey.result(job_id, preserve=True) is not None:
+        if self.training.result(job_id, preserve=True) is not None:
             return False
-        if any(task.id == job_id for task in self.huey.pending()):
+        if any(task.id == job_id for task in self.training.pending()):
             return True
         return retrain_running(self.settings)
 
     def result(self, job_id: str) -> dict[str, Any] | None:
-        """A finished job's outcome (None while queued or running, or unknown)."""
+        """A finished retrain's outcome (None while queued or running, or unknown)."""
         with _queue_reached("read"):
-            value = self.huey.result(job_id, preserve=True)
+            value = self.training.result(job_id, preserve=True)
         return value if isinstance(value, dict) else None
 
-    def consumer(self, workers: int = 1) -> Consumer:
-        """A consumer for a dedicated worker process (``run()`` blocks, handles signals)."""
-        return Consumer(self.huey, workers=workers, worker_type="thread", periodic=True)
+    def queues(self, training: bool = True) -> list[Huey]:
+        """The queues a worker takes: both, or only the general one (a host without the
+        dataset); one when a single queue serves both kinds of job."""
+        if training and self.training is not self.huey:
+            return [self.huey, self.training]
+        return [self.huey]
+
+    def consumer(self, workers: int = 1, training: bool = True) -> Consumer:
+        """A consumer for a dedicated worker process (``run()`` blocks, handles signals):
+        ``workers`` threads on the general queue, one on the training queue (retrains run one
+        at a time anyway); ``training=False``: the general queue only."""
+        general, *others = self.queues(training)
+        guests = [_GuestConsumer(queue, **_OPTIONS) for queue in others]
+        return _HostConsumer(general, guests, workers=workers, **_OPTIONS)
 
     def start_in_background(self) -> Consumer:
-        """A consumer running in threads inside this process (``stop()`` ends it); it leaves
-        signal handling to its host (the web server)."""
-        consumer = _GuestConsumer(self.huey, workers=1, worker_type="thread", periodic=True)
+        """Both queues' consumers running in threads inside this process (``stop()`` ends
+        them); they leave signal handling to their host (the web server)."""
+        general, *others = self.queues()
+        guests = [_GuestConsumer(queue, **_OPTIONS) for queue in others]
+        consumer = _GuestConsumer(general, guests, **_OPTIONS)
         consumer.start()
         return consumer
 
 
-class _GuestConsumer(Consumer):
+_OPTIONS: dict[str, Any] = {"worker_type": "thread", "periodic": True}
+
+
+class _HostConsumer(Consumer):
+    """One queue's consumer that also runs other queues' (``guests``, in threads of this
+    process): started, checked and stopped with it, so one signal stops them all."""
+
+    def __init__(self, huey: Huey, guests: Sequence[Consumer] = (), **options: Any) -> None:
+        super().__init__(huey, **options)
+        self.guests = list(guests)
+
+    def start(self) -> None:
+        for guest in self.guests:
+            guest.start()
+        super().start()
+
+    def stop(self, graceful: bool = False) -> None:
+        for consumer in (self, *self.guests):  # every queue stops taking jobs at once
+            consumer.stop_flag.set()
+        for guest in self.guests:
+            guest.stop(graceful=graceful)
+            # A second Ctrl+C cut the guest's graceful stop short: no more waiting.
+            graceful = graceful and not any(
+                guest.environment.is_alive(t) for _, t in guest.worker_threads
+            )
+        super().stop(graceful=graceful)
+
+    def check_worker_health(self) -> bool:
+        healthy = all([guest.check_worker_health() for guest in self.guests])
+        return super().check_worker_health() and healthy
+
+
+class _GuestConsumer(_HostConsumer):
     def _set_signal_handlers(self) -> None:
-        pass  # the host process (uvicorn) owns SIGINT/SIGTERM
+        pass  # the host process (uvicorn, or the worker's main consumer) owns the signals

@@ -158,11 +158,14 @@ def running_server(
 
 
 @contextmanager
-def running_worker(home: Path, **settings: str) -> Iterator[subprocess.Popen[bytes]]:
+def running_worker(
+    home: Path, *, training: bool = True, **settings: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """``lookalike worker`` (the real CLI, its own process) for ``home``, with ``settings``
-    by name; terminated on exit."""
+    by name (``training=False``: ``--no-training``, contributions only); terminated on exit."""
+    cmd = [sys.executable, "-m", "lookalike.cli", "worker", "--home", str(home)]
     worker = subprocess.Popen(
-        [sys.executable, "-m", "lookalike.cli", "worker", "--home", str(home)],
+        cmd if training else [*cmd, "--no-training"],
         env=child_env(**settings),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
