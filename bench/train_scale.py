@@ -9,7 +9,9 @@ with the whole gallery; done at once, a 60k-photo gallery against itself is a 14
 This measures each step on synthetic faces around real ORL embeddings (bench/gallery.py's
 ``Faces``): time and the process's peak resident memory, one fresh process per size (so
 one size's peak does not hide the next one's), and what one visitor's photo then costs to
-score against that gallery (probabilities and match scores, p50 of 50). The logistic head
+score against that gallery (probabilities and match scores, p50 of 50), every photo
+compared and through a faiss index (``gallery_index_min_size``: the index's build time, the
+one-photo time, and how often its best class is the exact one's). The logistic head
 (scikit-learn) is left out by default: its cost is the solver's, not the gallery's
 (``--logistic`` adds it).
 """
@@ -29,7 +31,8 @@ import numpy as np
 from gallery import Faces, orl_embeddings
 from machine import load, pin_cores, print_machine
 
-from lookalike.scoring.heads import ClassAggregator
+from lookalike.scoring.heads import NEAR_CANDIDATES, ClassAggregator
+from lookalike.scoring.index import IvfIndex
 from lookalike.scoring.resemblance import Resemblance
 from lookalike.training.heads import create_head
 from lookalike.training.openset import choose_threshold, genuine_impostor
@@ -79,6 +82,21 @@ def one(n: int, per_class: int, logistic: bool) -> dict[str, float]:
         agg.scores(q[None] @ x_tr.T)
         times.append(time.perf_counter() - start)
     out["query_ms"] = float(np.median(times)) * 1000
+    # The same through faiss, as a serving process does from ``gallery_index_min_size`` on.
+    start = time.perf_counter()
+    search = IvfIndex(x_tr.shape[1])
+    search.add(np.arange(len(x_tr)), x_tr)
+    head.index_vectors(1)
+    out["index_s"] = time.perf_counter() - start
+    times, same = [], 0
+    for q in x_te[:50]:
+        start = time.perf_counter()
+        proba_q = head.predict_proba(q[None])
+        agg.near_scores(q, x_tr, search, NEAR_CANDIDATES)
+        times.append(time.perf_counter() - start)
+        same += int(proba_q.argmax() == np.asarray(proba)[len(times) - 1].argmax())
+    out["index_query_ms"] = float(np.median(times)) * 1000
+    out["index_same_answer"] = same / len(times)
     return out
 
 
@@ -99,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     steps += ["openset", "threshold", "resemblance", "test"]
     print(f"load average before: {load()}\n")
     head = " | ".join(f"{s} s" for s in steps)
-    print(f"| photos | classes | {head} | peak MB | test acc | one photo ms |")
-    print("|---" * (len(steps) + 5) + "|")
+    print(
+        f"| photos | classes | {head} | peak MB | test acc | one photo ms | index build s"
+        " | one photo ms, index | same answer |"
+    )
+    print("|---" * (len(steps) + 8) + "|")
     for n in [int(s) for s in args.sizes.split(",")]:
         cmd = [sys.executable, str(Path(__file__)), "--one", str(n)]
         cmd += ["--per-class", str(args.per_class)] + (["--logistic"] if args.logistic else [])
@@ -109,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         times = " | ".join(f"{found[f'{s}_s']:.2f}" for s in steps)
         print(
             f"| {n:,} | {int(found['classes']):,} | {times} | {peak:,.0f} |"
-            f" {found['test_accuracy']:.3f} | {found['query_ms']:.1f} |",
+            f" {found['test_accuracy']:.3f} | {found['query_ms']:.1f} | {found['index_s']:.1f}"
+            f" | {found['index_query_ms']:.1f} | {found['index_same_answer']:.2f} |",
             flush=True,
         )
     print(f"\nload average after: {load()}")

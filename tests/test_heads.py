@@ -336,3 +336,34 @@ def test_choose_threshold_agrees_with_counting_every_pair() -> None:
     assert threshold == pytest.approx(mids[best])
     assert how["genuine_accepted"] == round(float(accept[best]), 4)
     assert how["impostor_refused"] == round(float(refuse[best]), 4)
+
+
+# --- a large gallery searched by an index --------------------------------------------------
+
+
+def test_near_scores_through_an_index_agree_with_every_photo_compared() -> None:
+    from lookalike.scoring.heads import GalleryHead
+    from lookalike.scoring.index import IvfIndex
+
+    x, y, _ = clusters(40, 60, dim=32, noise=0.5)  # 2,400 photos
+    queries, _, _ = clusters(40, 1, dim=32, noise=0.5, seed=3)
+    agg = ClassAggregator(y, 40, 3)
+    search = IvfIndex(32)
+    search.add(np.arange(len(x)), x)
+    exact = agg.scores(queries @ x.T)
+    for q, want in zip(queries, exact, strict=True):
+        scores, rows, sims = agg.near_scores(q, x, search, 256)
+        assert len(rows) == 256 and np.all(np.diff(sims) <= 0)  # nearest first
+        np.testing.assert_allclose(sims, x[rows] @ q, atol=1e-5)
+        assert int(np.argmax(scores)) == int(np.argmax(want))  # the same best class...
+        scored = np.unique(y[rows])  # ...and the candidates' classes scored exactly
+        np.testing.assert_allclose(scores[scored], want[scored], atol=1e-5)
+        others = np.setdiff1d(np.arange(40), scored)
+        assert np.all(scores[others] == np.float32(sims.min()))  # the farthest candidate's
+
+    head = GalleryHead(k=3)
+    head.vectors, head.labels, head.n_classes = x, y, 40
+    dense = head.predict_proba(queries)
+    head.index_vectors(1000)
+    for q, want in zip(queries, dense, strict=True):
+        assert int(np.argmax(head.predict_proba(q[None])[0])) == int(np.argmax(want))

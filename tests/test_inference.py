@@ -202,3 +202,20 @@ def test_a_damaged_champion_is_refused_and_the_old_one_serves_on(
             time.sleep(0.02)
         assert "m0002" in predictor.failed
         assert "damaged" in predictor.failed["m0002"][1]
+
+
+def test_a_gallery_searched_by_an_index_answers_as_the_exact_one(
+    face_model: FaceModel, orl: Orl
+) -> None:
+    settings, _, exact = face_model
+    indexed = Predictor(settings.model_copy(update={"gallery_index_min_size": 1}))
+    assert indexed.load(wait=True)._search is not None
+    assert exact.load(wait=True)._search is None
+    for person in [*KNOWN[:3], *STRANGERS[:3]]:
+        photo = read_image(orl[person][9], settings)
+        want, got = exact.predict(photo), indexed.predict(photo)
+        assert (got.kind, got.names) == (want.kind, want.names)
+        assert got.match_score == pytest.approx(want.match_score, abs=1e-5)
+        assert [m.label for m in got.lookalikes] == [m.label for m in want.lookalikes]
+        assert [m.reference for m in got.lookalikes] == [m.reference for m in want.lookalikes]
+        assert [n.sha256 for n in got.nearest] == [n.sha256 for n in want.nearest]

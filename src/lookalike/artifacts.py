@@ -34,7 +34,15 @@ import numpy as np
 from lookalike.config import Settings
 from lookalike.datadir import DataDir
 from lookalike.errors import InvalidInput, ModelUnavailable, NotFound
-from lookalike.scoring.heads import ClassAggregator, Head, in_blocks, restore_head
+from lookalike.scoring.heads import (
+    NEAR_CANDIDATES,
+    ClassAggregator,
+    GalleryHead,
+    Head,
+    in_blocks,
+    restore_head,
+)
+from lookalike.scoring.index import VectorIndex, faiss_available, new_index
 from lookalike.scoring.resemblance import DEFAULT_TIE_Z, Resemblance
 from lookalike.versioned import VersionedDirs, version_pattern
 from lookalike.vision.backbones import Backbone, create_backbone
@@ -80,6 +88,17 @@ class ModelInfo:
     format: int = ARTIFACT_FORMAT
 
 
+@dataclass(frozen=True)
+class Near:
+    """One query against a model: class probabilities and match scores, and the gallery
+    photos nearest to it (rows and similarities, nearest first)."""
+
+    proba: np.ndarray  # (C,)
+    match: np.ndarray  # (C,)
+    rows: np.ndarray
+    sims: np.ndarray
+
+
 @dataclass
 class TrainedModel:
     info: ModelInfo
@@ -90,6 +109,7 @@ class TrainedModel:
     gallery_exts: np.ndarray  # (n,) blob file extension (str)
     _resemblance: Resemblance | None = None
     _agg: ClassAggregator | None = None
+    _search: VectorIndex | None = None  # over the gallery, when large (``index_gallery``)
 
     @property
     def aggregator(self) -> ClassAggregator:
@@ -116,6 +136,45 @@ class TrainedModel:
         x = np.atleast_2d(np.asarray(x, np.float32))
         sims = x @ self.gallery.T
         return self.head.predict_proba(x), sims, self.aggregator.scores(sims)
+
+    def index_gallery(self, min_size: int) -> bool:
+        """Search the gallery (and a gallery head's photos) with a faiss index when it holds
+        at least ``min_size`` photos (0: never), for :meth:`near`; True when it does."""
+        if not min_size or len(self.gallery) < min_size or not faiss_available():
+            return False
+        search = new_index(self.gallery.shape[1], len(self.gallery), min_size)
+        search.add(np.arange(len(self.gallery), dtype=np.int64), self.gallery)
+        self._search = search
+        if isinstance(self.head, GalleryHead):
+            self.head.index_vectors(min_size)
+        return True
+
+    def near(self, query: np.ndarray) -> Near:
+        """One query (a unit embedding): its probabilities, match scores and nearest gallery
+        photos; every photo compared in a small gallery, the index's candidates in a large
+        one (``index_gallery``)."""
+        q = np.asarray(query, np.float32).reshape(-1)
+        if self._search is None:
+            proba, sims, match = self.classify(q)
+            top = np.argpartition(-sims[0], min(NEAR_CANDIDATES, sims.shape[1]) - 1)
+            rows = top[:NEAR_CANDIDATES]
+            rows = rows[np.argsort(-sims[0][rows], kind="stable")]
+            return Near(proba[0], match[0], rows, sims[0][rows])
+        match, rows, sims = self.aggregator.near_scores(
+            q, self.gallery, self._search, NEAR_CANDIDATES
+        )
+        return Near(self.head.predict_proba(q[None])[0], match, rows, sims)
+
+    def closest_in_class(self, query: np.ndarray, label: int) -> tuple[int, float] | None:
+        """The gallery photo of class ``label`` most similar to ``query`` (row, similarity);
+        None for a class without gallery photos. Only that class's photos are compared."""
+        rows = self.aggregator.index[label]
+        rows = rows[rows >= 0]
+        if not len(rows):
+            return None
+        sims = self.gallery[rows] @ np.asarray(query, np.float32).reshape(-1)
+        best = int(np.argmax(sims))
+        return int(rows[best]), float(sims[best])
 
     def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Many embeddings (a test set) -> (probabilities (n, C), class match scores (n, C)),

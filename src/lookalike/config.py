@@ -552,6 +552,14 @@ class Settings(BaseSettings):
         description="Contributions and photos kept with consent are deleted this many days"
         " after they arrived (a daily job; 0: kept until their owners delete them).",
     )
+    gallery_index_min_size: int = Field(
+        50_000,
+        ge=0,
+        description="From this many reference photos on, a serving model's gallery is searched"
+        " with a faiss IVF index (the index extra): a photo's nearest references and the classes"
+        " they belong to are scored exactly, the others bounded; below it (and with 0) every"
+        " reference is compared.",
+    )
     enrolled_index_min_size: int = Field(
         50_000,
         ge=0,

@@ -438,6 +438,7 @@ class Predictor:
         self, version: str | None, previous: tuple[TrainedModel, Backbones] | None
     ) -> tuple[TrainedModel, Backbones]:
         model = load_model(self.settings, version)  # fetched when trained elsewhere
+        model.index_gallery(self.settings.gallery_index_min_size)  # a large gallery: faiss
         if previous is not None and previous[1].key == model.info.backbone_key:
             return model, previous[1]  # same backbone, same settings: keep it warm
         return model, Backbones.build(model.info, self.settings, self.workers)
@@ -549,14 +550,14 @@ class Predictor:
         query = l2_normalize(mean)
         info = model.info
         labels = info.labels
-        proba, sims, match = model.classify(query)
-        proba, sims, match = proba[0], sims[0], match[0]
+        near = model.near(query)
+        proba, match = near.proba, near.match
         resemblance = model.resemblance
         res_scores = resemblance.scores(query)[0]
         strengths = resemblance.strength(res_scores)
         hidden = np.array([label in withheld for label in labels], dtype=bool)
         if hidden.any():
-            proba, sims, match, res_scores = _without(hidden, model, proba, sims, match, res_scores)
+            proba, match, res_scores = _without(hidden, proba, match, res_scores)
         order = [int(c) for c in np.argsort(-proba) if not hidden[c]]
         best = order[0]
         score = float(match[best])
@@ -573,17 +574,23 @@ class Predictor:
             names = [labels[c] for c in ranked[: 2 if tie else 1]]
         store = DatasetStore(self.settings)
 
-        def neighbour(i: int) -> Neighbour:
+        def neighbour(i: int, similarity: float) -> Neighbour:
             return Neighbour(
                 label=labels[int(model.gallery_labels[i])],
-                similarity=float(sims[i]),
+                similarity=similarity,
                 sha256=str(model.gallery_hashes[i]),
                 path=str(store.blob_path(str(model.gallery_hashes[i]), str(model.gallery_exts[i]))),
             )
 
         def closest_reference(c: int) -> Neighbour | None:
-            rows = np.flatnonzero(model.gallery_labels == c)
-            return neighbour(int(rows[np.argmax(sims[rows])])) if len(rows) else None
+            found = model.closest_in_class(query, c)
+            return neighbour(*found) if found else None
+
+        shown_rows = [
+            (int(row), float(sim))
+            for row, sim in zip(near.rows, near.sims, strict=True)
+            if np.isfinite(sim) and not hidden[int(model.gallery_labels[row])]
+        ]
 
         shown = max(self.settings.lookalikes_shown, len(names))
         lookalikes = [
@@ -604,11 +611,7 @@ class Predictor:
             probabilities=[(labels[c], float(proba[c])) for c in order],
             match_score=score,
             threshold=info.threshold,
-            nearest=[
-                neighbour(int(i))
-                for i in np.argsort(-sims)[: self.settings.nearest_k]
-                if np.isfinite(sims[i])
-            ],
+            nearest=[neighbour(row, sim) for row, sim in shown_rows[: self.settings.nearest_k]],
             faces=analysis.faces,
             face_index=analysis.face_index,
             frames_used=frames_used,
@@ -626,15 +629,11 @@ class Predictor:
 
 
 def _without(
-    hidden: np.ndarray,
-    model: TrainedModel,
-    proba: np.ndarray,
-    sims: np.ndarray,
-    match: np.ndarray,
-    res_scores: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    hidden: np.ndarray, proba: np.ndarray, match: np.ndarray, res_scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The scores with the ``hidden`` classes taken out: no probability (the others
-    renormalised), no match, no resemblance, none of their reference photos."""
+    renormalised), no match, no resemblance (their reference photos are left out by the
+    caller)."""
     if hidden.all():
         raise ModelUnavailable(
             "Every class of the serving model was deleted by its owner; a retrain replaces"
@@ -644,10 +643,4 @@ def _without(
     kept = np.where(hidden, 0.0, proba)
     total = float(kept.sum())
     kept = kept / total if total > 0 else np.where(hidden, 0.0, 1.0 / int((~hidden).sum()))
-    gone = hidden[model.gallery_labels.astype(np.int64)]
-    return (
-        kept,
-        np.where(gone, -np.inf, sims),
-        np.where(hidden, -np.inf, match),
-        np.where(hidden, -np.inf, res_scores),
-    )
+    return kept, np.where(hidden, -np.inf, match), np.where(hidden, -np.inf, res_scores)

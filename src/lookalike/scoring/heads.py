@@ -14,10 +14,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from lookalike.errors import InvalidInput
+from lookalike.scoring.index import VectorIndex, new_index
 
 # Rows of queries scored against a gallery at a time: a large set of queries against a large
 # gallery (a 15k-photo test set against 100k references: 6 GB) is never held whole.
 BLOCK_ROWS = 1024
+# Gallery photos one query looks at when the gallery is searched by an index (see
+# ``ClassAggregator.near_scores``): the classes they belong to are scored exactly.
+NEAR_CANDIDATES = 256
 
 
 def in_blocks(x: np.ndarray, score: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -52,6 +56,7 @@ class ClassAggregator:
             self.index[c, fill[c]] = i
             fill[c] += 1
         self.take = np.minimum(counts, k)  # a class with fewer photos averages what it has
+        self.labels = np.asarray(labels, np.int64)
 
     def scores(self, sims: np.ndarray, exclude_self: bool = False) -> np.ndarray:
         """``sims`` (n, gallery) -> (n, n_classes). ``exclude_self``: leave-one-out on gallery."""
@@ -65,6 +70,11 @@ class ClassAggregator:
                 [self.scores(sims[i : i + rows]) for i in range(0, len(sims), rows)]
             )
         padded = np.where(self.index >= 0, sims[:, np.clip(self.index, 0, None)], -np.inf)
+        return self._top_k_mean(padded)
+
+    def _top_k_mean(self, padded: np.ndarray) -> np.ndarray:
+        """(..., width) similarities of each class's photos (-inf: padding) -> the mean of
+        each class's top k (-1 for a class with none)."""
         width = padded.shape[-1]
         kk = min(self.k, width)
         top = -np.partition(-padded, kk - 1, axis=-1)[..., :kk]  # k largest, unsorted
@@ -75,6 +85,30 @@ class ClassAggregator:
         with np.errstate(invalid="ignore", divide="ignore"):
             out = np.where(take > 0, total / np.maximum(take, 1), -1.0)
         return out.astype(np.float32)
+
+    def near_scores(
+        self, query: np.ndarray, vectors: np.ndarray, search: VectorIndex, candidates: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One query's class scores when the gallery (``vectors``) is too large to compare
+        with every photo: the ``candidates`` nearest photos by ``search`` name the classes
+        scored exactly (every photo of theirs compared); every other class gets the farthest
+        candidate's similarity (what it would at most score if the search were exact; the
+        index is approximate, so an estimate). The best class and the ones shown are among
+        the candidates' (``tests/test_heads.py`` checks it against every photo compared).
+        Returns (scores (n_classes,), the candidates' gallery rows and similarities, nearest
+        first)."""
+        sims, ids = search.search(query.reshape(1, -1), candidates)
+        found = ids[0] >= 0
+        sims, ids = sims[0][found], ids[0][found]
+        floor = float(sims.min()) if len(sims) else -1.0
+        scores = np.where(self.take > 0, floor, -1.0).astype(np.float32)
+        rows_of = self.index[np.unique(self.labels[ids])]  # (classes, width) gallery rows
+        if len(rows_of):
+            own = vectors[np.clip(rows_of, 0, None)] @ query.astype(np.float32)
+            padded = np.where(rows_of >= 0, own, -np.inf)
+            scores[np.unique(self.labels[ids])] = self._top_k_mean(padded)
+        order = np.argsort(-sims, kind="stable")
+        return scores, ids[order], sims[order]
 
 
 class Head:
@@ -146,6 +180,7 @@ class GalleryHead(Head):
         self.labels = np.zeros(0, np.int64)
         self.n_classes = 0
         self._agg: ClassAggregator | None = None
+        self._search: VectorIndex | None = None  # set by ``index_vectors``
 
     @property
     def aggregator(self) -> ClassAggregator:
@@ -153,7 +188,20 @@ class GalleryHead(Head):
             self._agg = ClassAggregator(self.labels, self.n_classes, self.k)
         return self._agg
 
+    def index_vectors(self, min_size: int) -> None:
+        """Score one query through a faiss index of the photos when there are at least
+        ``min_size`` of them (serving a large gallery; see ``ClassAggregator.near_scores``)."""
+        if min_size and len(self.vectors) >= min_size:
+            search = new_index(self.vectors.shape[1], len(self.vectors), min_size)
+            search.add(np.arange(len(self.vectors), dtype=np.int64), self.vectors)
+            self._search = search
+
     def class_scores(self, x: np.ndarray) -> np.ndarray:
+        if self._search is not None and len(x) == 1:
+            scores, _, _ = self.aggregator.near_scores(
+                x[0], self.vectors, self._search, NEAR_CANDIDATES
+            )
+            return scores[None]
         return in_blocks(x, lambda rows: self.aggregator.scores(rows @ self.vectors.T))
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
