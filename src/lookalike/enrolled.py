@@ -377,22 +377,36 @@ class EnrolledGallery:
         if publisher is not None:
             publisher.join(timeout)
 
-    def withheld(self, contributors: dict[str, str], backbone_key: str) -> set[str]:
+    def withheld(
+        self, contributors: dict[str, str], backbone_key: str, refresh: bool = True
+    ) -> set[str]:
         """The classes of ``contributors`` (a model's label -> contribution id) whose
-        contribution was deleted (or expired) since the model was trained."""
+        contribution was deleted (or expired) since the model was trained. ``refresh``:
+        False when the caller has just brought the gallery up to date (``refresh()``)."""
         if not contributors:
             return set()
-        self._refresh()
+        if refresh:
+            self._refresh()
         live = self._live
         return {label for label, cid in contributors.items() if cid not in live}
 
+    def refresh(self) -> None:
+        """Bring the gallery up to date with the database (one small query when nothing
+        changed): once per request, before ``withheld`` and ``match`` with ``refresh=False``."""
+        self._refresh()
+
     def match(
-        self, query: np.ndarray, backbone_key: str, skip: Collection[str] = ()
+        self,
+        query: np.ndarray,
+        backbone_key: str,
+        skip: Collection[str] = (),
+        refresh: bool = True,
     ) -> EnrolledMatch | None:
         """The contributor ``query`` (a unit embedding) scores highest, with that score;
         None when nobody is enrolled in this space. ``skip``: contribution ids the model
         already knows as classes."""
-        self._refresh()
+        if refresh:
+            self._refresh()
         space = self._spaces.get(backbone_key)
         if space is None or space.index is None or not space.versions:
             return None

@@ -150,14 +150,15 @@ def answer_and_record(
     if enrolled is not None:
         info = predictor.load().info
         contributors = info.contributors
-        withheld = enrolled.withheld(contributors, info.backbone_key)
+        enrolled.refresh()  # once per request: withheld and match read the same state
+        withheld = enrolled.withheld(contributors, info.backbone_key, refresh=False)
     try:
         prediction = predict(predictor, settings, photos, options, withheld)
     except CannotJudge:
         record_cannot_judge(predictor, sessions, options.client, started)
         raise
     if enrolled is not None:
-        prediction = with_enrolled(prediction, enrolled, set(contributors.values()))
+        prediction = with_enrolled(prediction, enrolled, set(contributors.values()), refresh=False)
     image = prediction.image
     assert image is not None  # the predictor keeps the frame it answered from
     record = new_record(prediction, options.client)
@@ -194,12 +195,15 @@ def answer_and_record(
 
 
 def with_enrolled(
-    prediction: Prediction, enrolled: EnrolledGallery, known: Collection[str] = ()
+    prediction: Prediction,
+    enrolled: EnrolledGallery,
+    known: Collection[str] = (),
+    refresh: bool = True,
 ) -> Prediction:
     """The answer, or "this is X" for an enrolled contributor who passes the model's
     threshold and scores above the model's own best class. ``known``: contribution ids the
     model has as classes already (it answers for them itself)."""
-    found = enrolled.match(prediction.vector, prediction.backbone_key, skip=known)
+    found = enrolled.match(prediction.vector, prediction.backbone_key, known, refresh)
     if found is None:
         return prediction
     if found.score < prediction.threshold or (
