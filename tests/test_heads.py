@@ -367,3 +367,19 @@ def test_near_scores_through_an_index_agree_with_every_photo_compared() -> None:
     head.index_vectors(1000)
     for q, want in zip(queries, dense, strict=True):
         assert int(np.argmax(head.predict_proba(q[None])[0])) == int(np.argmax(want))
+
+
+def test_fit_temperature_on_many_photos_uses_a_sample_and_agrees(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lookalike.training import heads as training_heads
+
+    rng = np.random.default_rng(12)
+    n, c = 3 * training_heads.CALIBRATION_MAX_ROWS, 6
+    y = rng.integers(0, c, n)
+    logits = rng.standard_normal((n, c))
+    logits[np.arange(n), y] += 1.5
+    sampled = fit_temperature(25.0 * logits, y)
+    monkeypatch.setattr(training_heads, "CALIBRATION_MAX_ROWS", n)  # every photo
+    everything = fit_temperature(25.0 * logits, y)
+    assert sampled < 1.0 and abs(np.log(sampled) - np.log(everything)) < np.log(1.2)
