@@ -146,10 +146,13 @@ class DatasetStore:
         remote = self.remote
         if remote is None:
             return 0
+        # One listing (a request per thousand keys), not a request per photo: a large
+        # gallery's photos are mostly there already, published with an earlier version.
+        present = set(remote.iter_keys("images/"))
         copied = 0
         for sha256, ext in dict.fromkeys(blobs):
             key = image_key(sha256, ext)
-            if remote.exists(key):
+            if key in present:
                 continue
             try:
                 data = self.blob_path(sha256, ext).read_bytes()
