@@ -20,9 +20,12 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -38,6 +41,9 @@ from lookalike.storage import ObjectStore
 from lookalike.vision.backbones import Backbone, Face, l2_normalize
 from lookalike.vision.images import decode_image
 from lookalike.vision.quality import FaceQuality, judge, measure
+
+if TYPE_CHECKING:
+    from lookalike.enrolled import EnrolledGallery
 
 log = logging.getLogger("lookalike.contributions")
 
@@ -313,7 +319,7 @@ def process(
         store.put(key, crop.jpeg, "image/jpeg")
         keys.append(key)
     vectors = np.stack([c.vector for c in chosen]).astype(np.float32)
-    review = already_enrolled(engine, settings, model, vectors, row.display_name)
+    review = already_enrolled(settings, model, vectors, row.display_name)
     with Session(engine) as session, session.begin():
         live = session.get(Contribution, contribution_id)
         if live is None:  # deleted while processing: nothing may stay
@@ -348,19 +354,47 @@ def process(
 
 
 def already_enrolled(
-    engine: Engine, settings: Settings, model: TrainedModel, vectors: np.ndarray, name: str
+    settings: Settings, model: TrainedModel, vectors: np.ndarray, name: str
 ) -> str | None:
     """The display name of another enrolled contributor these crops match (the same face
     under a different name), if any."""
-    from lookalike.enrolled import EnrolledGallery  # it reads this module's rows
-
-    gallery = EnrolledGallery(
-        engine, settings.top_k_per_class, settings.enrolled_index_min_size, ObjectStore(settings)
+    found = enrolled_gallery(settings).match(
+        l2_normalize(vectors.mean(axis=0)), model.info.backbone_key
     )
-    found = gallery.match(l2_normalize(vectors.mean(axis=0)), model.info.backbone_key)
     if found is None or found.name == name or found.score < model.info.threshold:
         return None
     return found.name
+
+
+_GALLERIES: OrderedDict[str, EnrolledGallery] = OrderedDict()
+_GALLERIES_LOCK = threading.Lock()
+GALLERIES_KEPT = 2  # a worker serves one service; tests make many
+
+
+def enrolled_gallery(settings: Settings) -> EnrolledGallery:
+    """This process's gallery of enrolled contributors for ``settings``, kept between jobs:
+    it follows the database incrementally, so only the first job reads every embedding (or
+    the index's shared snapshot), not each one."""
+    from lookalike.db import make_engine
+    from lookalike.enrolled import EnrolledGallery  # it reads this module's rows
+
+    key = settings.model_dump_json()
+    with _GALLERIES_LOCK:
+        gallery = _GALLERIES.get(key)
+        if gallery is None:
+            engine = make_engine(settings.effective_database_url)
+            gallery = EnrolledGallery(
+                engine,
+                settings.top_k_per_class,
+                settings.enrolled_index_min_size,
+                ObjectStore(settings),
+            )
+            _GALLERIES[key] = gallery
+            while len(_GALLERIES) > GALLERIES_KEPT:
+                _, old = _GALLERIES.popitem(last=False)
+                old.engine.dispose()
+        _GALLERIES.move_to_end(key)
+        return gallery
 
 
 def _expected_frames(row: Contribution, settings: Settings) -> int:

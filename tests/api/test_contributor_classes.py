@@ -28,6 +28,7 @@ from support.s3 import endpoint, s3_server, s3_settings
 from lookalike.api.state import app_state
 from lookalike.artifacts import load_model
 from lookalike.config import Settings
+from lookalike.contributions import enrolled_gallery
 from lookalike.data.cache import embedding_cache
 from lookalike.data.splits import SplitStore
 from lookalike.data.store import DatasetStore, image_key
@@ -171,6 +172,8 @@ def test_held_contributors_wait_and_names_never_collide(
     operator_name = join("s7", "s1")  # an operator's class has this name already
     held = join("s7", "Someone Else")  # the same face under another name: held for review
     assert held["approved"] is False
+    # One gallery serves the worker's jobs: the second read only the first one's crops.
+    assert enrolled_gallery(settings).embeddings_read == 1
     result = retrain(settings, actor="test")
     info = load_model(settings.home, result.version).info
     assert info.contributors == {"s1 (2)": operator_name["id"]}  # the held one is not a class
