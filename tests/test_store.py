@@ -193,3 +193,24 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path) -> None:
 )
 def test_slugify(name: str, slug: str) -> None:
     assert slugify(name) == slug
+
+
+def test_removing_a_photo_when_the_object_store_is_away_still_removes_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The catalog no longer names the photo: the local file goes, the store's copy that
+    could not be deleted is logged (and later deletions of the same batch still run)."""
+    settings = Settings(
+        home=tmp_path / "home",
+        storage_url="s3://bucket/prefix",
+        s3_endpoint_url="http://127.0.0.1:9",  # nothing listens there
+        s3_access_key_id="key",
+        s3_secret_access_key="secret",
+    )
+    store = DatasetStore(settings)
+    rec = record("a", "Ada")
+    store.write_blob(rec.sha256, rec.ext, b"photo")
+    with caplog.at_level("WARNING", logger="lookalike.data.store"):
+        store.remove_blob(rec)
+    assert not store.path_of(rec).exists()
+    assert "could not delete the object store's copy" in caplog.text

@@ -156,8 +156,9 @@ class TrainedModel:
         q = np.asarray(query, np.float32).reshape(-1)
         if self._search is None:
             proba, sims, match = self.classify(q)
-            top = np.argpartition(-sims[0], min(NEAR_CANDIDATES, sims.shape[1]) - 1)
-            rows = top[:NEAR_CANDIDATES]
+            rows = np.arange(sims.shape[1])
+            if len(rows) > NEAR_CANDIDATES:  # the nearest, without sorting every photo
+                rows = np.argpartition(-sims[0], NEAR_CANDIDATES - 1)[:NEAR_CANDIDATES]
             rows = rows[np.argsort(-sims[0][rows], kind="stable")]
             return Near(proba[0], match[0], rows, sims[0][rows])
         match, rows, sims = self.aggregator.near_scores(

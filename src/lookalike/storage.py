@@ -138,7 +138,9 @@ def _unavailable(action: str, key: str, exc: BaseException) -> StorageUnavailabl
     full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
     why = "the disk is full" if full else f"{type(exc).__name__}: {exc}"[:200]
     return StorageUnavailable(
-        f"Could not {action} a stored file ({why}); nothing was kept. Try again in a moment.",
+        f"Could not {action} a stored file ({why});"
+        f" {'nothing was kept' if action == 'write' else 'nothing was changed'}."
+        " Try again in a moment.",
         details={"key": key, "reason": "disk_full" if full else "unreachable"},
     )
 
@@ -287,15 +289,22 @@ class ObjectStore:
         return ObjectInfo(int(found["size"]), str(content_type) if content_type else None)
 
     def exists(self, key: str) -> bool:
-        path = self.path(key)
-        return bool(self.fs.isfile(path))
+        """Whether ``key`` holds an object; ``StorageUnavailable`` when the store cannot say
+        (fsspec's ``isfile`` answers False for an unreachable S3, which would make a deletion
+        look done)."""
+        try:
+            self.info(key)
+        except NotFound:
+            return False
+        return True
 
     def delete(self, key: str) -> bool:
-        """Remove ``key``; True when an object was removed, False when there was none."""
+        """Remove ``key``; True when an object was removed, False when there was none;
+        ``StorageUnavailable`` when the store cannot be reached (nothing is assumed gone)."""
         path = self.path(key)
+        if not self.exists(key):
+            return False
         try:
-            if not self.fs.isfile(path):
-                return False
             self.fs.rm_file(path)
         except FileNotFoundError:
             return False
@@ -333,10 +342,12 @@ class ObjectStore:
         # Walk only the deepest directory the prefix names, not the whole store.
         directory = prefix.rpartition("/")[0]
         base = f"{self.root}/{directory}" if directory else self.root
-        if not self.fs.isdir(base):
-            return
+        try:
+            found = sorted(self.fs.find(base)) if self.fs.isdir(base) else []
+        except Exception as exc:  # a store that cannot be reached is not an empty one
+            raise _unavailable("list", prefix, exc) from exc
         start = len(self.root) + 1
-        for path in sorted(self.fs.find(base)):
+        for path in found:
             key = path[start:] if path.startswith(self.root + "/") else None
             if key is None or not key.startswith(prefix):
                 continue

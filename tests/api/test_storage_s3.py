@@ -106,11 +106,20 @@ def test_an_unreachable_store_is_a_clean_503_and_leaves_no_row(
         settings = s3_settings(base, endpoint(server), BUCKET, "outage")
         with client_for(settings, raise_errors=False) as client:
             photo = {"photo": ("me.pgm", orl["s1"][8].read_bytes())}
-            assert (
-                client.post("/api/predictions", files=photo, data={"consent": "true"}).status_code
-                == 201
-            )
+            first = client.post("/api/predictions", files=photo, data={"consent": "true"})
+            assert first.status_code == 201
             server.stop()  # S3 goes away
+            # Deleting the kept photo cannot be done now: a clean 503, and the row still
+            # names the photo, so the visitor's retry deletes it (never "deleted" while the
+            # object stays in the bucket).
+            refused = client.delete(
+                f"/api/predictions/{first.json()['id']}",
+                params={"token": first.json()["deletion_token"]},
+            )
+            assert assert_error(refused, 503, "storage.unavailable")["reason"] == "unreachable"
+            with app_state(client.app).sessions() as session:
+                row = session.get(PredictionRecord, first.json()["id"])
+                assert row is not None and row.storage_key is not None and row.consent
             started = time.perf_counter()
             kept = client.post("/api/predictions", files=photo, data={"consent": "true"})
             details = assert_error(kept, 503, "storage.unavailable")

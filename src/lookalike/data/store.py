@@ -21,6 +21,7 @@ the web service's database keeps the prediction log, not the training set.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from lookalike.storage import ObjectStore
 
 CATALOG_FORMAT = 1
+log = logging.getLogger("lookalike.data.store")
 
 # Sources of personal photos, which their owners may take back (``data/personal.py``): a
 # visitor's kept photo, a contributor's face crops.
@@ -173,10 +175,17 @@ class DatasetStore:
         return self.remote.get(image_key(sha256, ext))
 
     def remove_blob(self, rec: ImageRecord) -> None:
-        """Delete a photo's file and its copy in the remote store (a deletion reaches both)."""
+        """Delete a photo's file and its copy in the remote store (a deletion reaches both).
+        The catalog no longer names it when this runs, so a store that cannot be reached is
+        logged, not raised: the other photos of the same deletion still go."""
+        from lookalike.storage import StorageUnavailable
+
         self.path_of(rec).unlink(missing_ok=True)
         if self.remote is not None:
-            self.remote.delete(image_key(rec.sha256, rec.ext))
+            try:
+                self.remote.delete(image_key(rec.sha256, rec.ext))
+            except StorageUnavailable:
+                log.warning("could not delete the object store's copy of %s", rec.sha256)
 
     def load(self) -> Catalog:
         if not self.catalog_path.exists():
