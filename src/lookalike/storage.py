@@ -332,6 +332,8 @@ class ObjectStore:
             raise NotFound(
                 f"no object with key {key!r}", code="storage.not_found", details={"key": key}
             ) from None
+        except Exception as exc:
+            raise _unavailable("read", key, exc) from exc
         if modified.tzinfo is None:
             modified = modified.replace(tzinfo=UTC)
         return modified.astimezone(UTC)
