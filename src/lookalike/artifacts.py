@@ -27,7 +27,7 @@ import json
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -42,14 +42,12 @@ from lookalike.scoring.heads import (
     in_blocks,
     restore_head,
 )
-from lookalike.scoring.index import VectorIndex, faiss_available, new_index
+from lookalike.scoring.index import VectorIndex, faiss_available, index_of
 from lookalike.scoring.resemblance import DEFAULT_TIE_Z, Resemblance
+from lookalike.storage import remote_store
 from lookalike.versioned import VersionedDirs, version_pattern
 from lookalike.vision.backbones import Backbone, create_backbone
 from lookalike.vision.finetuned import NETWORK_FILE, finetuned_backbone
-
-if TYPE_CHECKING:
-    from lookalike.storage import ObjectStore
 
 ARTIFACT_FORMAT = 1
 PREFIX = "m"
@@ -142,9 +140,7 @@ class TrainedModel:
         at least ``min_size`` photos (0: never), for :meth:`near`; True when it does."""
         if not min_size or len(self.gallery) < min_size or not faiss_available():
             return False
-        search = new_index(self.gallery.shape[1], len(self.gallery), min_size)
-        search.add(np.arange(len(self.gallery), dtype=np.int64), self.gallery)
-        self._search = search
+        self._search = index_of(self.gallery, min_size)
         if isinstance(self.head, GalleryHead):
             self.head.index_vectors(min_size)
         return True
@@ -261,16 +257,6 @@ def artifact_name(version: str) -> str:
 
 
 # -- sharing artifacts through a remote object store ------------------------------------
-
-
-def remote_store(settings: Settings) -> ObjectStore | None:
-    """The object store artifacts are shared through when it is remote (``storage_url``),
-    else None: the data dir holds the only copy."""
-    if not settings.storage_url:
-        return None
-    from lookalike.storage import ObjectStore
-
-    return ObjectStore(settings)
 
 
 def _damaged_remote(artifact: str, exc: Exception) -> ModelUnavailable:

@@ -45,7 +45,6 @@ from lookalike.artifacts import (
     list_versions,
     models_dir,
     publish_artifact,
-    remote_store,
     remote_versions,
     remove_remote,
 )
@@ -65,6 +64,7 @@ from lookalike.db import (
 )
 from lookalike.errors import InvalidInput, LookalikeError, ModelUnavailable, NotFound
 from lookalike.kinds import CHAMPION_CHANGES, Alias, EventKind, ModelKind
+from lookalike.storage import remote_store
 
 LOOKALIKE = ModelKind.FACES
 NAMES = ModelKind.NAMES

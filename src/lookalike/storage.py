@@ -120,6 +120,12 @@ def _presigner(settings: Settings) -> Any:
     )
 
 
+def remote_store(settings: Settings) -> ObjectStore | None:
+    """The object store model versions and reference photos are shared through when it is
+    remote (``storage_url``), else None: the data dir holds the only copy."""
+    return ObjectStore(settings) if settings.storage_url else None
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     size: int

@@ -135,11 +135,9 @@ class DatasetStore:
     @cached_property
     def remote(self) -> ObjectStore | None:
         """The remote object store photos are shared through (``storage_url``), else None."""
-        if not self.settings.storage_url:
-            return None
-        from lookalike.storage import ObjectStore
+        from lookalike.storage import remote_store
 
-        return ObjectStore(self.settings)
+        return remote_store(self.settings)
 
     def publish_blobs(self, blobs: Iterable[tuple[str, str]]) -> int:
         """Copy the photos ``blobs`` ((sha256, ext) pairs) that the remote object store lacks
