@@ -32,7 +32,7 @@ from gallery import Faces, orl_embeddings
 from machine import load, pin_cores, print_machine
 
 from lookalike.scoring.heads import NEAR_CANDIDATES, ClassAggregator
-from lookalike.scoring.index import IvfIndex
+from lookalike.scoring.index import index_of
 from lookalike.scoring.resemblance import Resemblance
 from lookalike.training.heads import create_head
 from lookalike.training.openset import choose_threshold, genuine_impostor
@@ -84,8 +84,7 @@ def one(n: int, per_class: int, logistic: bool) -> dict[str, float]:
     out["query_ms"] = float(np.median(times)) * 1000
     # The same through faiss, as a serving process does from ``gallery_index_min_size`` on.
     start = time.perf_counter()
-    search = IvfIndex(x_tr.shape[1])
-    search.add(np.arange(len(x_tr)), x_tr)
+    search = index_of(x_tr, 1)
     head.index_vectors(1)
     out["index_s"] = time.perf_counter() - start
     times, same = [], 0

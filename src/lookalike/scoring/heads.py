@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from lookalike.errors import InvalidInput
-from lookalike.scoring.index import VectorIndex, new_index
+from lookalike.scoring.index import VectorIndex, index_of
 
 # Rows of queries scored against a gallery at a time: a large set of queries against a large
 # gallery (a 15k-photo test set against 100k references: 6 GB) is never held whole.
@@ -102,11 +102,11 @@ class ClassAggregator:
         sims, ids = sims[0][found], ids[0][found]
         floor = float(sims.min()) if len(sims) else -1.0
         scores = np.where(self.take > 0, floor, -1.0).astype(np.float32)
-        rows_of = self.index[np.unique(self.labels[ids])]  # (classes, width) gallery rows
-        if len(rows_of):
+        near = np.unique(self.labels[ids])  # the candidates' classes
+        if len(near):
+            rows_of = self.index[near]  # (classes, width) gallery rows, -1: padding
             own = vectors[np.clip(rows_of, 0, None)] @ query.astype(np.float32)
-            padded = np.where(rows_of >= 0, own, -np.inf)
-            scores[np.unique(self.labels[ids])] = self._top_k_mean(padded)
+            scores[near] = self._top_k_mean(np.where(rows_of >= 0, own, -np.inf))
         order = np.argsort(-sims, kind="stable")
         return scores, ids[order], sims[order]
 
@@ -192,9 +192,7 @@ class GalleryHead(Head):
         """Score one query through a faiss index of the photos when there are at least
         ``min_size`` of them (serving a large gallery; see ``ClassAggregator.near_scores``)."""
         if min_size and len(self.vectors) >= min_size:
-            search = new_index(self.vectors.shape[1], len(self.vectors), min_size)
-            search.add(np.arange(len(self.vectors), dtype=np.int64), self.vectors)
-            self._search = search
+            self._search = index_of(self.vectors, min_size)
 
     def class_scores(self, x: np.ndarray) -> np.ndarray:
         if self._search is not None and len(x) == 1:

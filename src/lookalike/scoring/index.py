@@ -176,3 +176,11 @@ def new_index(dim: int, expected: int, min_size: int, nprobe: int = DEFAULT_NPRO
     if expected >= min_size > 0 and faiss_available():
         return IvfIndex(dim, nprobe)
     return ExactIndex(dim)
+
+
+def index_of(vectors: np.ndarray, min_size: int) -> VectorIndex:
+    """``new_index`` holding ``vectors`` under their row numbers (a model's gallery, a gallery
+    head's photos: searched by row)."""
+    index = new_index(vectors.shape[1], len(vectors), min_size)
+    index.add(np.arange(len(vectors), dtype=np.int64), vectors)
+    return index
