@@ -1,6 +1,7 @@
 """Redis for several machines: a client that gives up quickly, and a lock every machine
 sharing ``redis_url`` sees (the retrain's and the name training's, ``retrain.training_lock``
-and ``names.service.names_training_lock``).
+and ``names.service.names_training_lock``, through ``machines_lock``: a file lock of the data
+dir without Redis).
 
 The lock is taken at once or refused, naming its holder (host, pid, since when); a thread
 renews it every third of its timeout, so a killed holder's lock lapses after ``LOCK_SECONDS``
@@ -18,9 +19,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lookalike.errors import LookalikeError
+from lookalike.fsutil import exclusive_lock
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -100,3 +103,22 @@ def redis_lock(
         except (LockError, RedisError):  # lapsed, or Redis away: it lapses by itself
             log.warning("could not release the lock %s in Redis", key, exc_info=True)
         client.close()
+
+
+@contextmanager
+def machines_lock(
+    redis_url: str | None,
+    key: str,
+    path: Path,
+    *,
+    refused: Callable[[str], LookalikeError],
+    unavailable: Callable[[Exception], LookalikeError],
+) -> Iterator[None]:
+    """One holder at a time: with ``redis_url``, the Redis lock ``key`` (every machine);
+    without, the data dir's file lock ``path`` (every process of this machine)."""
+    if redis_url:
+        with redis_lock(redis_url, key, refused=refused, unavailable=unavailable):
+            yield
+        return
+    with exclusive_lock(path, refused):
+        yield

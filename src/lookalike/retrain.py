@@ -36,9 +36,9 @@ from lookalike.data.personal import GatherReport
 from lookalike.data.visitors import gather_visitor_photos
 from lookalike.datadir import DataDir
 from lookalike.errors import LookalikeError
-from lookalike.fsutil import exclusive_lock, lock_is_held
+from lookalike.fsutil import lock_is_held
 from lookalike.kinds import Trigger
-from lookalike.redis_lock import lock_held, redis_lock
+from lookalike.redis_lock import lock_held, machines_lock
 from lookalike.registry import Registry
 from lookalike.training.compare import GateDecision, compare_models
 from lookalike.training.train import Progress, TrainReport, train
@@ -90,12 +90,10 @@ def training_lock(where: Path | Settings) -> Iterator[None]:
     """Held for a whole retrain; a second one is refused at once (not queued). ``where``:
     a data dir (its lock file), or the settings: in Redis when ``redis_url`` is set, so
     that machines sharing the database never retrain at once."""
-    if isinstance(where, Settings) and where.redis_url:
-        with redis_lock(where.redis_url, LOCK_KEY, refused=_refused, unavailable=_lock_unavailable):
-            yield
-        return
+    url = where.redis_url if isinstance(where, Settings) else None
     home = where.home if isinstance(where, Settings) else where
-    with exclusive_lock(DataDir(home).retrain_lock, _refused):
+    path = DataDir(home).retrain_lock
+    with machines_lock(url, LOCK_KEY, path, refused=_refused, unavailable=_lock_unavailable):
         yield
 
 

@@ -24,7 +24,6 @@ from lookalike.config import Settings
 from lookalike.datadir import DataDir
 from lookalike.errors import LookalikeError, ModelUnavailable
 from lookalike.follow import ChampionFollower
-from lookalike.fsutil import exclusive_lock
 from lookalike.names.corpus import load_corpus
 from lookalike.names.generate import GeneratedNames, generate_names, validate_request
 from lookalike.names.store import (
@@ -38,7 +37,7 @@ from lookalike.names.store import (
     save_names_model,
 )
 from lookalike.names.train import HyperParameters, fit
-from lookalike.redis_lock import redis_lock
+from lookalike.redis_lock import machines_lock
 from lookalike.registry import Registry
 
 
@@ -85,14 +84,9 @@ def names_training_lock(where: DataDir | Settings) -> Iterator[None]:
     transaction. With one lock for both, a nightly retrain would refuse ``lookalike names
     train`` for no reason.
     """
-    if isinstance(where, Settings) and where.redis_url:
-        with redis_lock(
-            where.redis_url, NAMES_LOCK_KEY, refused=_refused, unavailable=_lock_unavailable
-        ):
-            yield
-        return
-    data_dir = where.data_dir if isinstance(where, Settings) else where
-    with exclusive_lock(data_dir.names_training_lock, _refused):
+    url = where.redis_url if isinstance(where, Settings) else None
+    path = (where.data_dir if isinstance(where, Settings) else where).names_training_lock
+    with machines_lock(url, NAMES_LOCK_KEY, path, refused=_refused, unavailable=_lock_unavailable):
         yield
 
 
