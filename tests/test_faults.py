@@ -25,7 +25,7 @@ from support.api import Orl, api_settings, assert_error, client_for, linked_home
 from support.faults import Load, S3Server, audit, bodies, logged, wait_for_201s
 from support.pg import PostgresCluster, new_database
 from support.redis_server import RedisServer
-from support.server import free_port, running_server, running_worker
+from support.server import free_port, join_gallery, running_server, running_worker
 
 from lookalike import accounts
 from lookalike.db import make_engine, session_factory
@@ -147,13 +147,7 @@ def test_while_redis_is_down_both_processes_answer_and_the_worker_runs_the_job_a
             wait_for_201s(load, 0.0, 2)
             redis.stop()
             down = load.now()
-            files = [("photo", (p.name, p.read_bytes())) for p in orl["s7"][:6]]
-            joined = httpx.post(
-                one.url + "/api/contributions",
-                data={"display_name": "Ada", "consent": "true"},
-                files=files,
-                timeout=60,
-            )
+            joined = join_gallery(one.url, orl["s7"][:6])
             assert joined.status_code == 202, joined.text  # stored; not queued
             contribution = joined.json()
             assert contribution["status"] == "queued"

@@ -15,7 +15,7 @@ import pytest
 from support.api import Orl, api_settings, trained_home
 from support.pg import new_database
 from support.redis_server import RedisServer
-from support.server import answer, running_server, running_worker
+from support.server import answer, join_gallery, running_server, running_worker
 
 from lookalike import accounts
 from lookalike.db import make_engine, session_factory
@@ -73,13 +73,7 @@ def test_two_app_processes_and_a_worker_share_one_service(
             assert answer(one, orl["s3"][9])["model_version"] == second
 
             with running_worker(home, database_url=database, **shared):
-                files = [("photo", (p.name, p.read_bytes())) for p in orl["s7"][:6]]
-                joined = httpx.post(
-                    one.url + "/api/contributions",
-                    data={"display_name": "Ada", "consent": "true"},
-                    files=files,
-                    timeout=60,
-                ).json()
+                joined = join_gallery(one.url, orl["s7"][:6]).json()
                 assert joined["status"] == "queued"  # no job worker in the app processes
 
                 def enrolled() -> bool:
